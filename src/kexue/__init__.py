@@ -1,0 +1,2 @@
+"""kexue: the ideas of Scientific Spaces (kexue.fm) on PyTorch."""
+__version__ = "0.1.0"
