@@ -1,0 +1,104 @@
+"""Linear-chain CRF (https://kexue.fm/archives/5542) against brute-force enumeration of all tag paths."""
+import itertools
+
+import pytest
+import torch
+
+from kexue.nn.crf import CRF
+
+
+def _brute(crf, em, L):
+    """All tag paths of length L for one sequence em [n, T]: (scores [T^L], paths)."""
+    T = crf.num_tags
+    paths = list(itertools.product(range(T), repeat=L))
+    scores = []
+    for p in paths:
+        s = sum(em[t, p[t]] for t in range(L)) + sum(crf.transitions[p[t - 1], p[t]] for t in range(1, L))
+        if crf.start_transitions is not None:
+            s = s + crf.start_transitions[p[0]] + crf.end_transitions[p[-1]]
+        scores.append(s)
+    return torch.stack(scores), paths
+
+
+def _setup(include_start_end, T=3, B=3, n=4, seed=0):
+    torch.manual_seed(seed)
+    crf = CRF(T, include_start_end=include_start_end).double()
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    em = torch.randn(B, n, T, dtype=torch.float64)
+    lengths = torch.tensor([n, 2, 1][:B])
+    mask = torch.arange(n) < lengths[:, None]
+    tags = torch.randint(0, T, (B, n))
+    return crf, em, mask, tags, lengths
+
+
+@pytest.mark.parametrize("include_start_end", [True, False])
+def test_log_partition_and_likelihood_match_enumeration(include_start_end):
+    crf, em, mask, tags, lengths = _setup(include_start_end)
+    logz = crf.log_partition(em, mask)
+    ll = crf.log_likelihood(em, tags, mask)
+    for b, L in enumerate(lengths.tolist()):
+        scores, paths = _brute(crf, em[b], L)
+        torch.testing.assert_close(logz[b], scores.logsumexp(0))
+        gold = paths.index(tuple(tags[b, :L].tolist()))
+        torch.testing.assert_close(ll[b], scores[gold] - scores.logsumexp(0))
+
+
+def test_probabilities_of_all_paths_sum_to_one():
+    crf, em, mask, _, _ = _setup(True, T=2, B=1, n=5)
+    total = sum(crf.log_likelihood(em, torch.tensor([p]), mask).exp()
+                for p in itertools.product(range(2), repeat=5))
+    torch.testing.assert_close(total, torch.ones(1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("include_start_end", [True, False])
+def test_viterbi_is_the_enumerated_argmax(include_start_end):
+    for seed in range(5):
+        crf, em, mask, _, lengths = _setup(include_start_end, seed=seed)
+        paths, best = crf.viterbi(em, mask)
+        decoded = crf.decode(em, mask)
+        for b, L in enumerate(lengths.tolist()):
+            scores, all_paths = _brute(crf, em[b], L)
+            assert tuple(decoded[b]) == all_paths[int(scores.argmax())]
+            assert decoded[b] == paths[b, :L].tolist()
+            torch.testing.assert_close(best[b], scores.max())
+
+
+def test_padding_does_not_change_results():
+    crf, em, mask, tags, _ = _setup(True)
+    em2 = torch.cat([em, 50 * torch.randn(3, 3, 3, dtype=torch.float64)], 1)
+    mask2 = torch.cat([mask, torch.zeros(3, 3, dtype=torch.bool)], 1)
+    tags2 = torch.cat([tags, torch.randint(0, 3, (3, 3))], 1)
+    torch.testing.assert_close(crf.log_likelihood(em2, tags2, mask2), crf.log_likelihood(em, tags, mask))
+    assert crf.decode(em2, mask2) == crf.decode(em, mask)
+
+
+def test_gradcheck_of_negative_log_likelihood():
+    crf, em, mask, tags, _ = _setup(True)
+    em.requires_grad_()
+    params = {k: v.detach().clone().requires_grad_() for k, v in crf.named_parameters()}
+    names = list(params)
+
+    def nll(e, *ps):
+        return torch.func.functional_call(crf, dict(zip(names, ps)), (e, tags, mask))
+    assert torch.autograd.gradcheck(nll, (em, *params.values()))
+    # gradient of -log p w.r.t. emissions = marginals - one-hot(gold): rows sum to zero on real steps
+    g, = torch.autograd.grad(crf(em, tags, mask, reduction="sum"), em)
+    torch.testing.assert_close(g.sum(-1) * mask, torch.zeros(3, 4, dtype=torch.float64))
+    assert (g[~mask] == 0).all()
+
+
+def test_bad_inputs_raise():
+    crf = CRF(3)
+    em = torch.randn(2, 4, 3)
+    with pytest.raises(ValueError, match="emissions"):
+        crf(torch.randn(2, 4, 5), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="tags"):
+        crf(em, torch.full((2, 4), 3))
+    with pytest.raises(ValueError, match="mask"):
+        crf(em, torch.zeros(2, 4, dtype=torch.long), torch.tensor([[0, 1, 1, 1], [1, 1, 0, 0]]).bool())
+    with pytest.raises(ValueError, match="reduction"):
+        crf(em, torch.zeros(2, 4, dtype=torch.long), reduction="max")
+    with pytest.raises(ValueError, match="num_tags"):
+        CRF(0)
