@@ -1,0 +1,8 @@
+"""kexue.tokenizers: WordPiece (HF `tokenizers`) and SentencePiece tokenizers with bert4keras's API."""
+from .base import TokenizerBase, longest_first
+from .sentencepiece import SpTokenizer
+from .vocab import is_cjk_character, is_punctuation, is_redundant_token, load_vocab, save_vocab
+from .wordpiece import Tokenizer
+
+__all__ = ["Tokenizer", "SpTokenizer", "load_vocab", "save_vocab", "TokenizerBase", "longest_first",
+           "is_cjk_character", "is_punctuation", "is_redundant_token"]

@@ -1,0 +1,185 @@
+"""Shared encode/batch logic of the WordPiece and SentencePiece tokenizers (https://kexue.fm/archives/6736).
+
+A subclass only turns one text into ids (and character offsets); this base adds the special tokens,
+the longest-first truncation of Hugging Face `tokenizers` (so ids match `transformers` exactly), the
+segment ids of a pair `[CLS] A [SEP] B [SEP]`, and dynamic padding of a batch.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Sequence
+
+import torch
+
+from kexue.ops import sequence_padding
+
+__all__ = ["TokenizerBase", "longest_first"]
+
+Offsets = list[tuple[int, int]]
+
+
+def longest_first(n1: int, n2: int, budget: int) -> tuple[int, int]:
+    """Lengths kept of a pair (n1, n2) under `budget` tokens, Hugging Face's `longest_first` rule:
+    cut the longer one down to the shorter, then split the budget evenly (the odd token to the longer)."""
+    if n1 + n2 <= budget:
+        return n1, n2
+    swap = n1 > n2
+    short, long_ = (n2, n1) if swap else (n1, n2)
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short, long_ = budget // 2, budget // 2 + budget % 2
+    return (long_, short) if swap else (short, long_)
+
+
+def _check_text(text, name: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}: {repr(text)[:60]}")
+
+
+class TokenizerBase(abc.ABC):
+    """bert4keras `TokenizerBase`: tokenize / encode / encode_batch on top of `_pieces(text)`."""
+
+    _token_start_id: int | None = None
+    _token_end_id: int | None = None
+    _token_pad_id: int | None = None
+    _token_unk_id: int | None = None
+    _token_mask_id: int | None = None
+    _return_offsets: bool = False
+
+    # ---- what a subclass provides -------------------------------------------------------------
+    @abc.abstractmethod
+    def _pieces(self, text: str) -> tuple[list[int], Offsets | None]:
+        """Ids of `text` without special tokens, and their (start, end) character spans (or None)."""
+
+    @abc.abstractmethod
+    def id_to_token(self, i: int) -> str:
+        """The token string of id `i`."""
+
+    @abc.abstractmethod
+    def token_to_id(self, token: str) -> int:
+        """The id of `token` (the unknown id when absent)."""
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids."""
+
+    def _pieces_batch(self, texts: Sequence[str]) -> list[tuple[list[int], Offsets | None]]:
+        return [self._pieces(t) for t in texts]
+
+    # ---- public API ---------------------------------------------------------------------------
+    @property
+    def _vocab_size(self) -> int:  # bert4keras spelling
+        return self.vocab_size
+
+    def tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        return [self.token_to_id(t) for t in tokens]
+
+    def ids_to_tokens(self, ids) -> list[str]:
+        return [self.id_to_token(int(i)) for i in _as_id_list(ids)]
+
+    def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
+        """Tokens of `text` with the start/end tokens, as bert4keras (`[CLS] ... [SEP]`)."""
+        ids, _ = self.encode(text, maxlen=maxlen)
+        return [self.id_to_token(i) for i in ids]
+
+    def encode(self, first: str, second: str | None = None, maxlen: int | None = None,
+               return_offsets: bool | None = None):
+        """(token_ids, segment_ids) of `[CLS] first [SEP] (second [SEP])`, longest-first truncated to
+        `maxlen`; with `return_offsets` also the (start, end) character span of each token in its own
+        text ((0, 0) for special tokens), as Hugging Face's `offset_mapping`."""
+        _check_text(first, "first")
+        if second is not None:
+            _check_text(second, "second")
+        self._check_maxlen(maxlen, second is not None)
+        a = self._pieces(first)
+        b = None if second is None else self._pieces(second)
+        return self._assemble(a, b, maxlen, self._want_offsets(return_offsets))
+
+    def encode_batch(self, firsts: Sequence[str], seconds: Sequence[str] | None = None,
+                     maxlen: int | None = None, return_tensors: bool = True):
+        """Encode a batch and right-pad it to its longest row: (token_ids, segment_ids, attention_mask),
+        each a LongTensor [B, n] (nested lists when `return_tensors=False`); mask 1 = real token."""
+        firsts = _check_texts(firsts, "firsts")
+        if seconds is not None:
+            seconds = _check_texts(seconds, "seconds")
+            if len(seconds) != len(firsts):
+                raise ValueError(f"seconds must have one text per first text: got {len(seconds)} "
+                                 f"seconds for {len(firsts)} firsts")
+        self._check_maxlen(maxlen, seconds is not None)
+        if self._token_pad_id is None:
+            raise ValueError("encode_batch pads with the [PAD] token, which is not in this vocabulary")
+        a_all = self._pieces_batch(firsts)
+        b_all = [None] * len(firsts) if seconds is None else self._pieces_batch(seconds)
+        rows = [self._assemble(a, b, maxlen, False) for a, b in zip(a_all, b_all)]
+        ids = sequence_padding([r[0] for r in rows], value=self._token_pad_id)        # [B, n]
+        segs = sequence_padding([r[1] for r in rows], value=0)                         # [B, n]
+        mask = sequence_padding([[1] * len(r[0]) for r in rows], value=0)              # [B, n]
+        if not return_tensors:
+            return ids.tolist(), segs.tolist(), mask.tolist()
+        return ids, segs, mask
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _n_special(self, pair: bool) -> int:
+        n_start = int(self._token_start_id is not None)
+        n_end = int(self._token_end_id is not None)
+        return n_start + n_end * (2 if pair else 1)
+
+    def _check_maxlen(self, maxlen, pair: bool) -> None:
+        if maxlen is None:
+            return
+        need = max(self._n_special(pair), 1)
+        if isinstance(maxlen, bool) or not isinstance(maxlen, int):
+            raise TypeError(f"maxlen must be an int or None, got {type(maxlen).__name__}: {maxlen!r}")
+        if maxlen < need:
+            raise ValueError(f"maxlen must be >= {need} to hold the special tokens of a "
+                             f"{'pair' if pair else 'single text'}, got {maxlen}")
+
+    def _want_offsets(self, return_offsets: bool | None) -> bool:
+        return self._return_offsets if return_offsets is None else bool(return_offsets)
+
+    def _assemble(self, a, b, maxlen: int | None, with_offsets: bool):
+        a_ids, a_off = a
+        b_ids, b_off = b if b is not None else ([], [])
+        if maxlen is None:
+            k1, k2 = len(a_ids), len(b_ids)
+        elif b is None:
+            k1, k2 = min(len(a_ids), maxlen - self._n_special(False)), 0
+        else:
+            k1, k2 = longest_first(len(a_ids), len(b_ids), maxlen - self._n_special(True))
+        start = [] if self._token_start_id is None else [self._token_start_id]
+        end = [] if self._token_end_id is None else [self._token_end_id]
+        ids = start + a_ids[:k1] + end
+        segs = [0] * len(ids)
+        if b is not None:
+            ids += b_ids[:k2] + end
+            segs += [1] * (k2 + len(end))
+        if not with_offsets:
+            return ids, segs
+        if a_off is None or (b is not None and b_off is None):
+            raise ValueError(f"return_offsets=True is not supported by {type(self).__name__}")
+        zero = [(0, 0)]
+        offsets = zero * len(start) + list(a_off[:k1]) + zero * len(end)
+        if b is not None:
+            offsets += list(b_off[:k2]) + zero * len(end)
+        return ids, segs, offsets
+
+
+def _check_texts(texts, name: str) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a list of str, got {type(texts).__name__}: {repr(texts)[:60]}")
+    if len(texts) == 0:
+        raise ValueError(f"{name} must hold at least one text, got an empty {type(texts).__name__}")
+    for i, t in enumerate(texts):
+        _check_text(t, f"{name}[{i}]")
+    return list(texts)
+
+
+def _as_id_list(ids) -> list[int]:
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"ids must be a 1-D sequence of token ids, got a tensor of shape {tuple(ids.shape)}")
+        return ids.tolist()
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}: {ids!r:.60}")
+    return list(ids)
