@@ -1,0 +1,77 @@
+"""Conditional LayerNorm and ScaleShift (https://kexue.fm/archives/6810, https://kexue.fm/archives/7124).
+
+ConditionalLayerNorm: y = LN0(x) * (gamma + W_g c) + (beta + W_b c), LN0 without affine terms. W_g, W_b are
+bias-free and zero-initialised (bert4keras `LayerNormalization(conditional=True)`), so at initialisation the
+layer is exactly an ordinary LayerNorm and conditioning is learned from there.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ConditionalLayerNorm", "ScaleShift"]
+
+
+class ConditionalLayerNorm(nn.Module):
+    """LayerNorm whose gain and bias are shifted by projections of a condition vector
+    (https://kexue.fm/archives/7124). x [B, n, hidden] (or [B, hidden]); cond [B, cond_dim] is broadcast
+    over time, or [B, n, cond_dim] per position. `hidden_units` inserts a shared bias-free projection of the
+    condition first (with `hidden_activation`), as in bert4keras."""
+
+    def __init__(self, hidden: int, cond_dim: int, hidden_units: int | None = None,
+                 hidden_activation: Callable[[Tensor], Tensor] | None = None, eps: float = 1e-12,
+                 center: bool = True, scale: bool = True, zero_init: bool = True):
+        super().__init__()
+        for name, val in (("hidden", hidden), ("cond_dim", cond_dim)):
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {val!r}")
+        if not (center or scale):
+            raise ValueError("at least one of center, scale must be True, got center=False, scale=False")
+        self.hidden, self.cond_dim, self.eps = hidden, cond_dim, eps
+        self.hidden_dense = nn.Linear(cond_dim, hidden_units, bias=False) if hidden_units else None
+        self.hidden_activation = hidden_activation
+        width = hidden_units or cond_dim
+        self.weight = nn.Parameter(torch.ones(hidden)) if scale else None
+        self.bias = nn.Parameter(torch.zeros(hidden)) if center else None
+        self.gamma_dense = nn.Linear(width, hidden, bias=False) if scale else None
+        self.beta_dense = nn.Linear(width, hidden, bias=False) if center else None
+        if zero_init:
+            for lin in (self.gamma_dense, self.beta_dense):
+                if lin is not None:
+                    nn.init.zeros_(lin.weight)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        if x.shape[-1] != self.hidden or cond.shape[-1] != self.cond_dim:
+            raise ValueError(f"x must end in hidden={self.hidden} and cond in cond_dim={self.cond_dim}, got "
+                             f"x {tuple(x.shape)}, cond {tuple(cond.shape)}")
+        if cond.dim() < x.dim():
+            cond = cond.reshape(cond.shape[0], *([1] * (x.dim() - cond.dim())), cond.shape[-1])   # [B, 1, c]
+        if self.hidden_dense is not None:
+            cond = self.hidden_dense(cond)
+            cond = cond if self.hidden_activation is None else self.hidden_activation(cond)
+        y = F.layer_norm(x, (self.hidden,), eps=self.eps)                    # LN0: no affine terms
+        if self.weight is not None:
+            y = y * (self.weight + self.gamma_dense(cond))
+        if self.bias is not None:
+            y = y + (self.bias + self.beta_dense(cond))
+        return y
+
+
+class ScaleShift(nn.Module):
+    """y = exp(log_scale) * x + shift per feature, both zero-initialised, so the layer starts as the identity
+    (the learned vocabulary prior of https://kexue.fm/archives/6810 / seq2seq_bidecoder.py)."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        if not isinstance(features, int) or features < 1:
+            raise ValueError(f"features must be an int >= 1, got {features!r}")
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.shift = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.log_scale.shape[0]:
+            raise ValueError(f"x must end in features={self.log_scale.shape[0]}, got shape {tuple(x.shape)}")
+        return torch.exp(self.log_scale) * x + self.shift

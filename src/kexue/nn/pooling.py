@@ -1,0 +1,59 @@
+"""Masked sequence pooling: attention pooling and masked max / average pools (https://kexue.fm/archives/5409).
+
+AttentionPooling1d: alpha = softmax_t(v^T tanh(W x_t)) over real tokens only, pooled = sum_t alpha_t x_t
+(W and v bias-free, as in the DGCNN reader). Masks are [B, n] bool, True = real token; a row with no real
+token pools to zeros.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from kexue.ops import masked_max, masked_mean, masked_softmax
+
+__all__ = ["AttentionPooling1d", "MaskedMaxPool1d", "MaskedAvgPool1d"]
+
+
+def _check(x: Tensor, mask: Tensor | None) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"x must be [B, n, C], got shape {tuple(x.shape)}")
+    if mask is not None and mask.shape != x.shape[:2]:
+        raise ValueError(f"mask must be [B, n] = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+
+
+class AttentionPooling1d(nn.Module):
+    """Additive-attention pooling over time (https://kexue.fm/archives/5409): [B, n, C] -> [B, C]."""
+
+    def __init__(self, hidden: int, inner: int | None = None):
+        super().__init__()
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
+        self.proj = nn.Linear(hidden, inner or hidden, bias=False)
+        self.score = nn.Linear(inner or hidden, 1, bias=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False):
+        _check(x, mask)
+        logits = self.score(torch.tanh(self.proj(x)))[..., 0]                # [B, n]
+        alpha = masked_softmax(logits, mask)                                 # [B, n], 0 on pads
+        pooled = torch.einsum("bn,bnc->bc", alpha, x)                        # [B, C]
+        return (pooled, alpha) if return_weights else pooled
+
+
+class MaskedMaxPool1d(nn.Module):
+    """Max over real tokens only (pads ignored even when largest): [B, n, C] -> [B, C]."""
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        _check(x, mask)
+        return masked_max(x, mask, dim=1)
+
+
+class MaskedAvgPool1d(nn.Module):
+    """Mean over real tokens only, sum(M x) / (sum(M) + eps): [B, n, C] -> [B, C]."""
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        _check(x, mask)
+        return masked_mean(x, mask, dim=1, eps=self.eps)

@@ -1,0 +1,58 @@
+"""Conditional LayerNorm and ScaleShift (https://kexue.fm/archives/7124, https://kexue.fm/archives/6810)."""
+import pytest
+import torch
+
+from kexue.nn.norm import ConditionalLayerNorm, ScaleShift
+
+
+def test_conditional_ln_equals_layernorm_at_init():
+    torch.manual_seed(0)
+    cln = ConditionalLayerNorm(16, 5, eps=1e-6)
+    ln = torch.nn.LayerNorm(16, eps=1e-6)
+    with torch.no_grad():                                 # non-trivial gamma / beta, copied to both
+        ln.weight.normal_()
+        ln.bias.normal_()
+        cln.weight.copy_(ln.weight)
+        cln.bias.copy_(ln.bias)
+    x, c = torch.randn(3, 7, 16), torch.randn(3, 5)
+    torch.testing.assert_close(cln(x, c), ln(x))
+    hidden = ConditionalLayerNorm(16, 5, hidden_units=4, hidden_activation=torch.relu, eps=1e-6)
+    torch.testing.assert_close(hidden(x, c), torch.nn.functional.layer_norm(x, (16,), eps=1e-6))
+
+
+def test_conditional_ln_closed_form_and_gradients_reach_the_condition():
+    torch.manual_seed(0)
+    cln = ConditionalLayerNorm(8, 3)
+    x, c = torch.randn(2, 4, 8), torch.randn(2, 3, requires_grad=True)
+    cln(x, c).pow(2).sum().backward()
+    assert cln.gamma_dense.weight.grad.abs().sum() > 0 and cln.beta_dense.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        cln.gamma_dense.weight.normal_()
+        cln.beta_dense.weight.normal_()
+    y = cln(x, c)
+    ln0 = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-12)
+    expected = ln0 * (1 + (c @ cln.gamma_dense.weight.T)[:, None]) + (c @ cln.beta_dense.weight.T)[:, None]
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+    g, = torch.autograd.grad(y.sum(), c)
+    assert g.abs().sum() > 0
+    per_position = cln(x, c[:, None].expand(2, 4, 3))   # per-position condition = broadcast condition
+    torch.testing.assert_close(per_position, y)
+
+
+def test_scale_shift_identity_at_init_and_closed_form():
+    s = ScaleShift(5)
+    x = torch.randn(2, 3, 5)
+    torch.testing.assert_close(s(x), x)
+    with torch.no_grad():
+        s.log_scale.copy_(torch.linspace(-1, 1, 5))
+        s.shift.copy_(torch.arange(5.0))
+    torch.testing.assert_close(s(x), x * torch.exp(torch.linspace(-1, 1, 5)) + torch.arange(5.0))
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError, match="cond_dim"):
+        ConditionalLayerNorm(8, 3)(torch.randn(2, 8), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="features"):
+        ScaleShift(4)(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="hidden"):
+        ConditionalLayerNorm(0, 3)
