@@ -1,0 +1,140 @@
+"""SamplePairing and mixup: training on convex mixtures forces f(eps*x_a + (1-eps)*x_b) =
+eps*f(x_a) + (1-eps)*f(x_b), i.e. a model as linear as possible between training points
+(https://kexue.fm/archives/5693). SamplePairing is mixup with eps = 1/2 and the primary label.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import default_collate
+
+__all__ = ["sample_mix_coef", "mixup", "mixup_cross_entropy", "sample_pairing", "SamplePairingSchedule",
+           "MixupCollate", "linearity_gap", "mixup_embeddings"]
+
+
+def sample_mix_coef(alpha: float, shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> Tensor:
+    """Beta(alpha, alpha) draws of `shape`; alpha <= 0 gives exactly 1 (no mixing)."""
+    if alpha <= 0:
+        return torch.ones(shape)
+    if generator is None:
+        return torch.distributions.Beta(float(alpha), float(alpha)).sample(torch.Size(shape))
+    seed = int(torch.randint(0, 2**62, (), generator=generator))     # reproducible through the generator
+    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, shape)).float()
+
+
+def _lam_like(lam: Tensor, x: Tensor) -> Tensor:
+    """Scalar lam or per-sample lam [B] -> broadcastable against x [B, ...]."""
+    lam = lam.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+    return lam.reshape(-1, *([1] * (x.dim() - 1))) if lam.dim() == 1 else lam
+
+
+def _soft_labels(y: Tensor, num_classes: int | None) -> Tensor:
+    if y.is_floating_point():
+        return y
+    if num_classes is None:
+        raise ValueError("integer labels need num_classes (one-hot size), got num_classes=None")
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]")
+    return F.one_hot(y.long(), num_classes).float()
+
+
+def _perm(B: int, perm: Tensor | None, device, generator) -> Tensor:
+    if perm is None:
+        return torch.randperm(B, generator=generator).to(device)
+    if perm.shape != (B,) or not torch.equal(perm.sort().values.cpu(), torch.arange(B)):
+        raise ValueError(f"perm must be a permutation of range({B}), got {perm.tolist()}")
+    return perm.to(device)
+
+
+def mixup(x: Tensor, y: Tensor, alpha: float = 1.0, num_classes: int | None = None, perm: Tensor | None = None,
+          per_sample_lam: bool = False, generator: torch.Generator | None = None,
+          lam: Tensor | float | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """x [B, ...], y [B] int or [B, C] soft -> (x_mix, y_soft [B, C], lam (scalar or [B]), perm [B]).
+
+    The partner of sample i is perm[i] (a random permutation of the batch by default)."""
+    B = x.shape[0]
+    if y.shape[0] != B:
+        raise ValueError(f"x and y must share the batch size, got {B} and {y.shape[0]}")
+    perm = _perm(B, perm, x.device, generator)
+    if lam is None:
+        lam = sample_mix_coef(alpha, (B,) if per_sample_lam else (), generator)
+    lam = torch.as_tensor(lam, dtype=torch.float32, device=x.device)
+    y_soft = _soft_labels(y, num_classes)
+    x_mix = _lam_like(lam, x) * x + (1 - _lam_like(lam, x)) * x[perm]
+    y_mix = _lam_like(lam, y_soft) * y_soft + (1 - _lam_like(lam, y_soft)) * y_soft[perm]
+    return x_mix, y_mix, lam, perm
+
+
+def mixup_cross_entropy(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor | float) -> Tensor:
+    """mean_i [lam_i CE(logits_i, y_a_i) + (1 - lam_i) CE(logits_i, y_b_i)]; equals CE with the mixed
+    soft label because CE is linear in the target."""
+    lam = torch.as_tensor(lam, dtype=logits.dtype, device=logits.device)
+    ce_a = F.cross_entropy(logits, y_a, reduction="none")
+    ce_b = F.cross_entropy(logits, y_b, reduction="none")
+    return (lam * ce_a + (1 - lam) * ce_b).mean()
+
+
+def sample_pairing(x: Tensor, y: Tensor, perm: Tensor | None = None, coef: float = 0.5,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(coef * x + (1 - coef) * x[perm], y): the primary sample keeps its label (Inoue 2018)."""
+    if not 0.0 <= coef <= 1.0:
+        raise ValueError(f"coef must be in [0, 1], got {coef!r}")
+    perm = _perm(x.shape[0], perm, x.device, generator)
+    return coef * x + (1 - coef) * x[perm], y
+
+
+class SamplePairingSchedule:
+    """Inoue's on/off switch: off before `start_epoch`, then `on_epochs` on / `off_epochs` off,
+    and off from `stop_epoch` on."""
+
+    def __init__(self, start_epoch: int = 100, on_epochs: int = 8, off_epochs: int = 2,
+                 stop_epoch: int | None = None) -> None:
+        if start_epoch < 0 or on_epochs < 1 or off_epochs < 0:
+            raise ValueError(f"need start_epoch >= 0, on_epochs >= 1, off_epochs >= 0; got "
+                             f"{start_epoch}, {on_epochs}, {off_epochs}")
+        self.start, self.on, self.off, self.stop = start_epoch, on_epochs, off_epochs, stop_epoch
+
+    def active(self, epoch: int) -> bool:
+        if epoch < self.start or (self.stop is not None and epoch >= self.stop):
+            return False
+        return (epoch - self.start) % (self.on + self.off) < self.on
+
+
+class MixupCollate:
+    """collate_fn wrapper: default_collate, then mixup (soft labels) or SamplePairing (primary label)."""
+
+    def __init__(self, alpha: float = 1.0, num_classes: int | None = None, mode: str = "mixup",
+                 collate_fn: Callable = default_collate, generator: torch.Generator | None = None) -> None:
+        if mode not in ("mixup", "sample_pairing"):
+            raise ValueError(f"mode must be 'mixup' or 'sample_pairing', got {mode!r}")
+        self.alpha, self.num_classes, self.mode = alpha, num_classes, mode
+        self.collate_fn, self.generator = collate_fn, generator
+
+    def __call__(self, samples):
+        x, y = self.collate_fn(samples)
+        if self.mode == "sample_pairing":
+            return sample_pairing(x, y, generator=self.generator)
+        x_mix, y_mix, _, _ = mixup(x, y, self.alpha, self.num_classes, generator=self.generator)
+        return x_mix, y_mix
+
+
+@torch.no_grad()
+def linearity_gap(model: Callable[[Tensor], Tensor] | nn.Module, x_a: Tensor, x_b: Tensor, eps: Tensor) -> Tensor:
+    """Per pair ||f(eps x_a + (1-eps) x_b) - (eps f(x_a) + (1-eps) f(x_b))||: 0 for affine f. -> [B]."""
+    e = _lam_like(torch.as_tensor(eps), x_a)
+    out = model(e * x_a + (1 - e) * x_b)
+    fa, fb = model(x_a), model(x_b)
+    e = _lam_like(torch.as_tensor(eps), fa)
+    return (out - (e * fa + (1 - e) * fb)).reshape(out.shape[0], -1).norm(dim=1)
+
+
+def mixup_embeddings(emb_a: Tensor, emb_b: Tensor, lam: Tensor | float) -> Tensor:
+    """Text mixup: mix embedding outputs [B, n, d] (never token ids); lam scalar or [B]."""
+    if emb_a.shape != emb_b.shape:
+        raise ValueError(f"emb_a and emb_b must have the same shape, got {tuple(emb_a.shape)} and {tuple(emb_b.shape)}")
+    lam = _lam_like(torch.as_tensor(lam), emb_a)
+    return lam * emb_a + (1 - lam) * emb_b

@@ -1,0 +1,113 @@
+"""Evaluate-and-save-best on a task metric, with the DGCNN-style optional restart
+(https://kexue.fm/archives/5765; restart from bojone/dgcnn_for_reading_comprehension).
+"""
+from __future__ import annotations
+
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .callbacks import Callback
+from .checkpoint import atomic_save
+
+__all__ = ["EvaluateAndSaveBest", "RestartPolicy"]
+
+
+@dataclass
+class RestartPolicy:
+    """Reload the best weights, reset the optimizer state and set lr = `lr` when the metric has not
+    improved for `patience` epochs, every `every` epochs (None: never), or when it is worse than the
+    best by more than `diverge` (None: never). The EMA average is restarted from the reloaded weights."""
+    patience: int = 5
+    every: int | None = 30
+    diverge: float | None = None
+    lr: float = 1e-4
+
+
+class EvaluateAndSaveBest(Callback):
+    """At each epoch end: score = evaluate_fn(model) (a float or a dict holding `monitor`); when it
+    beats the best, keep and save the weights (EMA weights if use_ema); reload the best at the end."""
+
+    def __init__(self, evaluate_fn: Callable[[nn.Module], float | dict], monitor: str = "score",
+                 mode: str = "max", path: str | os.PathLike | None = "best.pt", use_ema: bool = True,
+                 restore_best_at_end: bool = True, restart: RestartPolicy | None = None) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if not callable(evaluate_fn):
+            raise TypeError(f"evaluate_fn must be callable, got {type(evaluate_fn).__name__}")
+        self.evaluate_fn, self.monitor, self.mode = evaluate_fn, monitor, mode
+        self.path = None if path is None else os.fspath(path)
+        self.use_ema, self.restore_best_at_end, self.restart = use_ema, restore_best_at_end, restart
+        self.best, self.best_epoch, self.best_state, self.restarts = None, None, None, 0
+        self.scores: list[float] = []
+
+    def _score(self) -> float:
+        result = self.evaluate_fn(self.model)
+        if isinstance(result, dict):
+            if self.monitor not in result:
+                raise KeyError(f"evaluate_fn returned keys {sorted(result)}; monitor={self.monitor!r} is missing")
+            result = result[self.monitor]
+        return float(result)
+
+    def _better(self, score: float) -> bool:
+        return self.best is None or (score > self.best if self.mode == "max" else score < self.best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        ctx = self.trainer.averaged_weights() if self.use_ema else nullcontext()
+        with ctx:
+            score = self._score()
+            if math.isfinite(score) and self._better(score):
+                self.best, self.best_epoch = score, epoch
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                if self.path is not None and self.trainer.is_main:
+                    atomic_save(self.best_state, self.path)
+        self.scores.append(score)
+        if logs is not None:
+            logs[self.monitor], logs[f"best_{self.monitor}"] = score, self.best
+        if self.restart is not None and self.best_state is not None and self._should_restart(epoch, score):
+            self.do_restart()
+
+    def _should_restart(self, epoch: int, score: float) -> bool:
+        r = self.restart
+        if epoch - self.best_epoch >= r.patience:
+            return True
+        if r.every is not None and (epoch + 1) % r.every == 0:
+            return True
+        gap = (self.best - score) if self.mode == "max" else (score - self.best)
+        return not math.isfinite(score) or (r.diverge is not None and gap > r.diverge)
+
+    def do_restart(self) -> None:
+        """Best weights back, optimizer moments cleared, lr = restart.lr, EMA restarted."""
+        t = self.trainer
+        self.model.load_state_dict(self.best_state)
+        t.optimizer.state.clear()
+        for g in t.optimizer.param_groups:
+            g["lr"] = self.restart.lr
+            if "initial_lr" in g:
+                g["initial_lr"] = self.restart.lr
+        if t.scheduler is not None and hasattr(t.scheduler, "base_lrs"):
+            t.scheduler.base_lrs = [self.restart.lr] * len(t.optimizer.param_groups)
+        for cb in t.callbacks:
+            if hasattr(cb, "reset_average"):
+                cb.reset_average()
+        self.best_epoch = t.epoch - 1            # patience counts from the restart
+        self.restarts += 1
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_at_end and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "restarts": self.restarts, "scores": list(self.scores)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.restarts = state["best"], state["best_epoch"], state["restarts"]
+        self.best_state, self.scores = state["best_state"], list(state["scores"])
+        if self.best_state is not None:
+            self.best_state = {k: torch.as_tensor(v) for k, v in self.best_state.items()}

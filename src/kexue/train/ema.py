@@ -1,0 +1,47 @@
+"""EMA-of-weights callback: update after every optimizer step, evaluate and save with the averaged
+weights swapped in, then restore (https://kexue.fm/archives/5765; bert4keras EMA extension).
+"""
+from __future__ import annotations
+
+from .callbacks import Callback
+
+__all__ = ["EMA"]
+
+
+class EMA(Callback):
+    """Keeps `kexue.optim.EMAWeights` of the model; `trainer.averaged_weights()` applies it.
+
+    The Trainer's validation during fit and `EvaluateAndSaveBest(use_ema=True)` run under the
+    averaged weights; training always continues from the raw weights.
+    """
+
+    def __init__(self, decay: float = 0.999, init: str = "zeros", bias_correction: bool = True) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+        if init not in ("zeros", "copy"):
+            raise ValueError(f"init must be 'zeros' or 'copy', got {init!r}")
+        self.decay, self.init, self.bias_correction = decay, init, bias_correction
+        self.ema = None
+
+    def set_trainer(self, trainer) -> None:
+        fresh = self.trainer is not trainer
+        super().set_trainer(trainer)
+        if fresh or self.ema is None:
+            self.reset_average()
+        trainer.ema = self.ema
+
+    def reset_average(self) -> None:
+        """Start a new average from the current weights (after a restart or weight reload)."""
+        from ..optim import EMAWeights          # train uses optim (DESIGN arrows)
+        self.ema = EMAWeights(self.trainer.module, decay=self.decay, init=self.init,
+                              bias_correction=self.bias_correction)
+        self.trainer.ema = self.ema
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ema.update()
+
+    def state_dict(self) -> dict:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema.load_state_dict(state)
