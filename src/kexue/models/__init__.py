@@ -1,1 +1,16 @@
-"""kexue.models"""
+"""Pretrained Transformers loaded strictly from Hugging Face checkpoints; `build_transformer_model` is the
+entry point. Importing this package registers every family."""
+from .albert import ALBERT
+from .bert import BERT, ELECTRA, RoBERTa
+from .config import TransformerConfig
+from .gpt import GPT, GPT2
+from .loading import CheckpointError, KeyMap, LoadReport, read_state_dict
+from .nezha import NEZHA
+from .registry import build_transformer_model, model_names, register_model, save_pretrained
+from .roformer import RoFormer
+from .t5 import T5
+from .transformer import APPLICATIONS, Transformer, TransformerOutput
+
+__all__ = ["ALBERT", "BERT", "ELECTRA", "RoBERTa", "NEZHA", "RoFormer", "GPT", "GPT2", "T5", "Transformer",
+           "TransformerOutput", "TransformerConfig", "CheckpointError", "KeyMap", "LoadReport", "read_state_dict",
+           "build_transformer_model", "model_names", "register_model", "save_pretrained", "APPLICATIONS"]

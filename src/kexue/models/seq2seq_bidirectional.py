@@ -1,0 +1,183 @@
+"""Seq2seq with synchronous L2R / R2L decoders that attend to each other (https://kexue.fm/archives/6877).
+
+bojone/seq2seq `seq2seq_bidecoder.py` in PyTorch: a shared embedding, a BiLSTM encoder whose masked max-pool
+conditions every LayerNorm (conditional LN), two LSTM decoders (left-to-right and right-to-left), a causal
+"interaction" attention from each decoder to the other (step t sees the partner's steps 0..t), a source
+attention, a classifier shared by both directions and an optional copy prior from the source bag of words.
+Legend: B batch, S source length, T target steps, H hidden, V vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import masked_max
+
+__all__ = ["CrossDirectionAttention", "BidirectionalDecoderSeq2Seq", "Seq2SeqOutput", "EncoderState"]
+
+
+class CrossDirectionAttention(nn.Module):
+    """Multi-head attention from one decoder's states to the other's, causal over the step index
+    (https://kexue.fm/archives/6877); `causal=False` gives the plain source attention."""
+
+    def __init__(self, hidden: int, num_heads: int = 8, head_size: int = 16, bias: bool = False,
+                 causal: bool = True):
+        super().__init__()
+        self.num_heads, self.head_size, self.causal = num_heads, head_size, causal
+        self.q = nn.Linear(hidden, num_heads * head_size, bias=bias)
+        self.k = nn.Linear(hidden, num_heads * head_size, bias=bias)
+        self.v = nn.Linear(hidden, num_heads * head_size, bias=bias)
+
+    def forward(self, h_self: Tensor, h_other: Tensor, other_mask: Tensor | None = None) -> Tensor:
+        """h_self [B, T, H], h_other [B, T', H], other_mask [B, T'] (1 = real) -> [B, T, heads*head_size]."""
+        B, T, _ = h_self.shape
+        Tk = h_other.shape[1]
+        split = lambda x, n: x.view(B, n, self.num_heads, self.head_size).transpose(1, 2)  # [B, h, n, d]
+        q, k, v = split(self.q(h_self), T), split(self.k(h_other), Tk), split(self.v(h_other), Tk)
+        mask = torch.ones(B, 1, T, Tk, dtype=torch.bool, device=h_self.device)
+        if self.causal:
+            mask = mask & torch.ones(T, Tk, dtype=torch.bool, device=h_self.device).tril()
+        if other_mask is not None:
+            mask = mask & other_mask.bool()[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                     # [B, h, T, d]
+        return out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)
+
+
+class _ConditionalLayerNorm(nn.Module):
+    """LayerNorm whose gain and bias are shifted by zero-initialised linear maps of a condition vector."""
+
+    def __init__(self, dim: int, cond_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.gamma = nn.Linear(cond_dim, dim, bias=False)
+        self.beta = nn.Linear(cond_dim, dim, bias=False)
+        nn.init.zeros_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:                    # x [B, T, D], cond [B, C]
+        return self.norm(x) * (1 + self.gamma(cond)[:, None]) + self.beta(cond)[:, None]
+
+
+class _Decoder(nn.Module):
+    """embedding -> CLN -> (LSTM -> CLN) x layers, one direction."""
+
+    def __init__(self, emb_dim: int, hidden: int, layers: int, cond_dim: int):
+        super().__init__()
+        self.norms = nn.ModuleList([_ConditionalLayerNorm(emb_dim, cond_dim)] +
+                                   [_ConditionalLayerNorm(hidden, cond_dim) for _ in range(layers)])
+        self.lstms = nn.ModuleList([nn.LSTM(emb_dim if i == 0 else hidden, hidden, batch_first=True)
+                                    for i in range(layers)])
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:                    # [B, T, E] -> [B, T, H]
+        x = self.norms[0](x, cond)
+        for lstm, norm in zip(self.lstms, self.norms[1:]):
+            x = norm(lstm(x)[0], cond)
+        return x
+
+
+@dataclass
+class EncoderState:
+    """Everything the decoders need from the source; rows can be gathered for beams."""
+    hidden: Tensor      # [B, S, H]
+    mask: Tensor        # [B, S] bool
+    cond: Tensor        # [B, H] masked max-pool
+    prior: Tensor | None  # [B, V] copy-prior logits
+
+    def index_select(self, index: Tensor) -> "EncoderState":
+        pick = lambda x: None if x is None else x.index_select(0, index)
+        return EncoderState(pick(self.hidden), pick(self.mask), pick(self.cond), pick(self.prior))
+
+
+@dataclass
+class Seq2SeqOutput:
+    logits_l2r: Tensor          # [B, T-1, V]
+    logits_r2l: Tensor          # [B, T-1, V]
+    loss: Tensor | None = None
+
+
+class BidirectionalDecoderSeq2Seq(nn.Module):
+    """Encoder + synchronous L2R/R2L decoders with cross-direction attention (https://kexue.fm/archives/6877).
+    Targets: L2R `[BOS] y [EOS]`, R2L the same list reversed before padding (`make_r2l_targets`)."""
+
+    def __init__(self, vocab_size: int, emb_dim: int = 128, hidden: int = 128, enc_layers: int = 2,
+                 dec_layers: int = 2, heads: int = 8, head_size: int = 16, copy_prior: bool = True,
+                 share_classifier: bool = True, pad_id: int = 0, interaction: bool = True):
+        super().__init__()
+        for name, v in (("vocab_size", vocab_size), ("emb_dim", emb_dim), ("enc_layers", enc_layers),
+                        ("dec_layers", dec_layers), ("heads", heads), ("head_size", head_size)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if not isinstance(hidden, int) or hidden < 2 or hidden % 2:
+            raise ValueError(f"hidden must be an even int >= 2 (two LSTM directions), got {hidden!r}")
+        self.vocab_size, self.pad_id, self.interaction = vocab_size, pad_id, interaction
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        self.enc_norms = nn.ModuleList([nn.LayerNorm(emb_dim if i == 0 else hidden) for i in range(enc_layers)])
+        self.enc_lstms = nn.ModuleList([nn.LSTM(emb_dim if i == 0 else hidden, hidden // 2, batch_first=True,
+                                                bidirectional=True) for i in range(enc_layers)])
+        self.decoders = nn.ModuleList([_Decoder(emb_dim, hidden, dec_layers, hidden) for _ in range(2)])
+        inner = heads * head_size
+        self.interact = nn.ModuleList([CrossDirectionAttention(hidden, heads, head_size) for _ in range(2)])
+        self.retrieve = nn.ModuleList([CrossDirectionAttention(hidden, heads, head_size, causal=False)
+                                       for _ in range(2)])
+        self.project = nn.ModuleList([nn.Linear(hidden + 2 * inner, hidden) for _ in range(2)])
+        n_cls = 1 if share_classifier else 2
+        self.classifiers = nn.ModuleList([nn.Linear(hidden, vocab_size) for _ in range(n_cls)])
+        if copy_prior:      # ScaleShift(b) = exp(s) * b + c on the source bag of words
+            self.prior_scale = nn.Parameter(torch.zeros(vocab_size))
+            self.prior_shift = nn.Parameter(torch.zeros(vocab_size))
+        self.copy_prior = copy_prior
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> EncoderState:
+        """src [B, S] -> EncoderState (BiLSTM states, padding mask, max-pooled condition, copy prior)."""
+        if src.dim() != 2 or src.shape[1] == 0:
+            raise ValueError(f"src must be token ids [B, S] with S >= 1, got shape {tuple(src.shape)}")
+        mask = (src != self.pad_id) if src_mask is None else src_mask.bool()
+        x = self.embedding(src)                                                           # [B, S, E]
+        for norm, lstm in zip(self.enc_norms, self.enc_lstms):
+            x = lstm(norm(x))[0] * mask[..., None]                                        # [B, S, H]
+        cond = masked_max(x, mask, dim=1)                                                 # [B, H]
+        prior = None
+        if self.copy_prior:
+            bow = torch.zeros(src.shape[0], self.vocab_size, device=src.device)
+            bow.scatter_(1, src, mask.float())                                            # [B, V] in {0, 1}
+            prior = self.prior_scale.exp() * bow + self.prior_shift
+        return EncoderState(x, mask, cond, prior)
+
+    def decode(self, enc: EncoderState, l2r_ids: Tensor, r2l_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """Decoder inputs [B, T] (both directions, step-aligned) -> next-token logits [B, T, V] each."""
+        masks = [l2r_ids != self.pad_id, r2l_ids != self.pad_id]
+        hs = [dec(self.embedding(ids), enc.cond) for dec, ids in zip(self.decoders, (l2r_ids, r2l_ids))]
+        logits = []
+        for d in range(2):
+            inter = self.interact[d](hs[d], hs[1 - d], masks[1 - d])                      # [B, T, h*d]
+            if not self.interaction:
+                inter = torch.zeros_like(inter)
+            src_att = self.retrieve[d](hs[d], enc.hidden, enc.mask)                       # [B, T, h*d]
+            z = F.leaky_relu(self.project[d](torch.cat([hs[d], inter, src_att], -1)), 0.2)
+            out = self.classifiers[d % len(self.classifiers)](z)                          # [B, T, V]
+            if enc.prior is not None:
+                out = (out + enc.prior[:, None]) / 2
+            logits.append(out)
+        return logits[0], logits[1]
+
+    def forward(self, src: Tensor, tgt_l2r: Tensor, tgt_r2l: Tensor, src_mask: Tensor | None = None,
+                tgt_mask: Tensor | None = None) -> Seq2SeqOutput:
+        """Teacher forcing on full targets [B, T]: logits for steps 1..T-1 and the mean of both masked CEs."""
+        if tgt_l2r.shape != tgt_r2l.shape or tgt_l2r.dim() != 2 or tgt_l2r.shape[1] < 2:
+            raise ValueError(f"tgt_l2r and tgt_r2l must share a shape [B, T>=2], got {tuple(tgt_l2r.shape)} "
+                             f"and {tuple(tgt_r2l.shape)}")
+        mask = (tgt_l2r != self.pad_id) if tgt_mask is None else tgt_mask.bool()
+        enc = self.encode(src, src_mask)
+        l2r, r2l = self.decode(enc, tgt_l2r[:, :-1], tgt_r2l[:, :-1])
+        m = mask[:, 1:]
+        ce = lambda lg, y: F.cross_entropy(lg[m], y[:, 1:][m])
+        return Seq2SeqOutput(l2r, r2l, (ce(l2r, tgt_l2r) + ce(r2l, tgt_r2l)) / 2)
+
+    @torch.no_grad()
+    def step(self, enc: EncoderState, l2r_prefix: Tensor, r2l_prefix: Tensor) -> tuple[Tensor, Tensor]:
+        """Prefixes [N, t] (rows paired with enc rows) -> last-position probabilities [N, V], both directions."""
+        l2r, r2l = self.decode(enc, l2r_prefix, r2l_prefix)
+        return l2r[:, -1].float().softmax(-1), r2l[:, -1].float().softmax(-1)

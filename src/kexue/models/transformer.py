@@ -1,0 +1,319 @@
+"""The single-stack Transformer every encoder / decoder-only family builds on (BERT, RoBERTa, ALBERT,
+ELECTRA, NEZHA, RoFormer, GPT, GPT-2), with bert4keras's application modes:
+
+- ``encoder``: bidirectional attention with a key padding mask;
+- ``lm``: causal (lower-triangular) mask, also on top of a bidirectionally pretrained checkpoint;
+- ``unilm``: allowed(i, j) iff cumsum(seg)[j] <= cumsum(seg)[i], intersected with padding
+  (UniLM seq2seq, https://kexue.fm/archives/6933).
+
+Template method as in bert4keras: a family subclass overrides only what differs (`build_attention`,
+`default_positions`, ...). Shapes: B batch, n new tokens, L cached tokens, m = L + n keys, C hidden.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.attention import MultiHeadAttention, mask_to_bias
+from ..nn.feedforward import FeedForward, activation
+from ..nn.kv_cache import KVCache
+from .config import TransformerConfig
+
+__all__ = ["Transformer", "TransformerOutput", "TransformerBlock", "Embeddings", "MLMHead", "APPLICATIONS",
+           "build_attention_bias"]
+
+APPLICATIONS = ("encoder", "lm", "unilm")
+
+
+@dataclass
+class TransformerOutput:
+    last_hidden_state: Tensor                       # [B, n, C]
+    pooled: Tensor | None = None                    # [B, C]
+    logits: Tensor | None = None                    # [B, n, V]
+    hidden_states: tuple[Tensor, ...] | None = None  # embeddings + one per layer
+    attentions: tuple[Tensor, ...] | None = None    # [B, H, n, m] per layer
+    encoder_last_hidden_state: Tensor | None = None
+    encoder_hidden_states: tuple[Tensor, ...] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class Embeddings(nn.Module):
+    """word + position + segment embeddings, then LayerNorm, dropout and an optional E -> C projection."""
+
+    def __init__(self, cfg: TransformerConfig, segment_via_word: bool = False):
+        super().__init__()
+        E = cfg.embed_dim
+        self.word = nn.Embedding(cfg.vocab_size, E, padding_idx=None)
+        self.position = nn.Embedding(cfg.max_position, E) if cfg.position == "learned" and cfg.max_position else None
+        self.segment = nn.Embedding(cfg.type_vocab_size, E) if cfg.type_vocab_size and not segment_via_word else None
+        self.segment_via_word = segment_via_word
+        self.norm = nn.LayerNorm(E, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.project = nn.Linear(E, cfg.hidden_size) if E != cfg.hidden_size else None
+
+    def forward(self, input_ids: Tensor | None, segment_ids: Tensor | None, position_ids: Tensor,
+                inputs_embeds: Tensor | None = None) -> Tensor:
+        x = self.word(input_ids) if inputs_embeds is None else inputs_embeds          # [B, n, E]
+        if self.position is not None:
+            x = x + self.position(position_ids)
+        if segment_ids is not None and self.segment_via_word:
+            x = x + self.word(segment_ids)
+        elif self.segment is not None:
+            x = x + (self.segment(segment_ids) if segment_ids is not None else self.segment.weight[0])
+        if self.norm is not None:
+            x = self.norm(x)
+        x = self.dropout(x)
+        return self.project(x) if self.project is not None else x                    # [B, n, C]
+
+
+class TransformerBlock(nn.Module):
+    """Attention + feed-forward with residuals; post-LN (BERT, GPT) or pre-LN (GPT-2)."""
+
+    def __init__(self, attn: nn.Module, ffn: nn.Module, attn_norm: nn.Module, ffn_norm: nn.Module,
+                 norm_first: bool, dropout: float):
+        super().__init__()
+        self.attn, self.ffn, self.attn_norm, self.ffn_norm = attn, ffn, attn_norm, ffn_norm
+        self.norm_first = norm_first
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+                positions: Tensor | None = None, cache: KVCache | None = None, layer_idx: int = 0,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        kw = dict(attn_bias=attn_bias, empty_rows=empty_rows, positions=positions, cache=cache,
+                  layer_idx=layer_idx, need_weights=need_weights)
+        if self.norm_first:
+            h, w = self.attn(self.attn_norm(x), **kw)
+            x = x + self.dropout(h)
+            return x + self.dropout(self.ffn(self.ffn_norm(x))), w
+        h, w = self.attn(x, **kw)
+        x = self.attn_norm(x + self.dropout(h))
+        return self.ffn_norm(x + self.dropout(self.ffn(x))), w
+
+
+class MLMHead(nn.Module):
+    """Masked-LM / LM head: optional transform (dense C -> E, act, LayerNorm), then the output projection
+    tied to the token embedding (or its own weight), with an optional bias."""
+
+    def __init__(self, cfg: TransformerConfig, word: nn.Embedding, transform: bool = True, bias: bool = True,
+                 tied: bool = True):
+        super().__init__()
+        E = cfg.embed_dim
+        self.dense = nn.Linear(cfg.hidden_size, E) if transform else None
+        self.norm = nn.LayerNorm(E, eps=cfg.layer_norm_eps) if transform else None
+        self.act = activation(cfg.hidden_act)
+        self.word = [word]                                   # a list, so the tied weight is not registered twice
+        self.decoder = None if tied else nn.Parameter(torch.empty(cfg.vocab_size, E).normal_(std=0.02))
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.dense is not None:
+            x = self.norm(self.act(self.dense(x)))                                   # [B, n, E]
+        weight = self.word[0].weight if self.decoder is None else self.decoder
+        return nn.functional.linear(x, weight, self.bias)                            # [B, n, V]
+
+
+def build_attention_bias(application: str, B: int, n: int, attention_mask: Tensor | None, segment_ids: Tensor | None,
+                   cache: KVCache | None, device: torch.device,
+                   extra_bias: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """The application mode's mask as an additive bias broadcastable to [B, H, n, m], plus the flag of
+    query rows that may see no key [B, 1, n, 1] (None when every row sees something).
+
+    attention_mask: [B, n] padding (1 = real) or a bool [B, n, m] mask; ranks implement lm / unilm:
+    query i sees key j iff rank[j] <= rank[i] (rank = position for lm, cumsum(segment_ids) for unilm)."""
+    past = cache.length if cache is not None else 0
+    user = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 3 else None
+    valid = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else None
+    if application == "lm":
+        rank = torch.arange(past, past + n, device=device).expand(B, n)              # [B, n]
+    elif application == "unilm":
+        last = cache.last_rank() if cache is not None else torch.zeros(B, dtype=torch.long, device=device)
+        rank = last[:, None] + segment_ids.long().cumsum(1)                          # [B, n]
+    else:
+        rank = None
+    key_rank = rank
+    if cache is not None:
+        new_valid = valid if valid is not None else torch.ones(B, n, dtype=torch.bool, device=device)
+        new_rank = rank if rank is not None else torch.zeros(B, n, dtype=torch.long, device=device)
+        valid, key_rank = cache.write_masks(new_valid, new_rank)                     # [B, m]
+        if bool(valid.all()):
+            valid = None
+    allowed = None if valid is None else valid[:, None, None, :]                     # [B, 1, 1, m]
+    if rank is not None:
+        order = key_rank[:, None, None, :] <= rank[:, None, :, None]                 # [B, 1, n, m]
+        allowed = order if allowed is None else allowed & order
+    if user is not None:
+        allowed = user[:, None] if allowed is None else allowed & user[:, None]
+    if allowed is None:
+        return extra_bias, None
+    bias = mask_to_bias(allowed)
+    if extra_bias is not None:
+        bias = bias + extra_bias
+    any_key = allowed.any(-1, keepdim=True)                                           # [B, 1, n|1, 1]
+    return bias, (None if bool(any_key.all()) else ~any_key)
+
+
+class Transformer(nn.Module):
+    """Encoder / decoder-only Transformer with heads and application modes (see module docstring)."""
+
+    segment_via_word = False     # GPT-style models embed segment ids with the word table
+    mlm_transform = True         # BERT-style MLM head has dense + LayerNorm before the decoder
+    mlm_bias = True
+
+    def __init__(self, config: TransformerConfig, application: str = "encoder", with_pool: bool = False,
+                 with_mlm: bool = False):
+        super().__init__()
+        if application not in APPLICATIONS:
+            raise ValueError(f"application={application!r} is not supported; expected one of {APPLICATIONS}")
+        self.config, self.application = config, application
+        self.embeddings = Embeddings(config, self.segment_via_word)
+        groups = config.num_hidden_groups or config.num_layers
+        if groups < 1 or config.num_layers % groups:
+            raise ValueError(f"num_hidden_groups={groups} must divide num_layers={config.num_layers}")
+        self.blocks = nn.ModuleList([self.build_block(i) for i in range(groups)])
+        self.layer_map = [i * groups // config.num_layers for i in range(config.num_layers)]
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.final_norm else None
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if with_pool else None
+        self.mlm = MLMHead(config, self.embeddings.word, self.mlm_transform, self.mlm_bias,
+                           tied=config.tie_word_embeddings) if with_mlm else None
+        self.apply(self._init_weights)
+
+    # ---- construction hooks -------------------------------------------------------------------------
+    def build_attention(self, i: int) -> nn.Module:
+        c = self.config
+        return MultiHeadAttention(c.hidden_size, c.num_heads, c.head_dim, bias=c.qkv_bias,
+                                  dropout=c.attention_dropout)
+
+    def build_block(self, i: int) -> TransformerBlock:
+        c = self.config
+        ffn = FeedForward(c.hidden_size, c.intermediate_size, activation(c.hidden_act), dropout=0.0)
+        norm = lambda: nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)   # noqa: E731
+        return TransformerBlock(self.build_attention(i), ffn, norm(), norm(), c.norm_first, c.dropout)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    # ---- structured access --------------------------------------------------------------------------
+    def layer(self, i: int) -> TransformerBlock:
+        """The block applied as layer i (ALBERT shares one block between layers)."""
+        return self.blocks[self.layer_map[i]]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_map)
+
+    def default_positions(self, input_ids: Tensor | None, n: int, past: int, device: torch.device) -> Tensor:
+        return torch.arange(past, past + n, device=device)[None]                    # [1, n]
+
+    def embed(self, input_ids: Tensor | None = None, segment_ids: Tensor | None = None,
+              position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> Tensor:
+        """The embedding output [B, n, C] (integrated gradients and adversarial training hook here)."""
+        ref = input_ids if input_ids is not None else inputs_embeds
+        if position_ids is None:
+            position_ids = self.default_positions(input_ids, ref.shape[1], 0, ref.device)
+        return self.embeddings(input_ids, segment_ids, position_ids, inputs_embeds)
+
+    def make_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
+        """A pre-allocated K/V cache for incremental decoding (`application` "lm" or "unilm")."""
+        attn = self.blocks[0].attn
+        p = next(self.parameters())
+        return KVCache(self.num_layers, batch_size, attn.num_heads, max_len, attn.head_dim,
+                       dtype=dtype or p.dtype, device=p.device)
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def check_inputs(self, input_ids: Tensor | None, segment_ids: Tensor | None, attention_mask: Tensor | None,
+                     inputs_embeds: Tensor | None, past: int) -> tuple[int, int]:
+        c = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if not isinstance(input_ids, Tensor) or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
+                raise TypeError(f"input_ids must be an integer tensor [B, n], got "
+                                f"{getattr(input_ids, 'dtype', type(input_ids))}")
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must have shape [B, n], got {tuple(input_ids.shape)}")
+            B, n = input_ids.shape
+            if B == 0 or n == 0:
+                raise ValueError(f"input_ids is empty: shape {tuple(input_ids.shape)}")
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if lo < 0 or hi >= c.vocab_size:
+                raise ValueError(f"input_ids contain ids in [{lo}, {hi}], outside the vocabulary [0, {c.vocab_size})")
+        else:
+            if inputs_embeds.dim() != 3:
+                raise ValueError(f"inputs_embeds must have shape [B, n, E], got {tuple(inputs_embeds.shape)}")
+            B, n = inputs_embeds.shape[:2]
+        if self.embeddings.position is not None and past + n > c.max_position:
+            raise ValueError(f"sequence length {past + n} exceeds the position table max_position={c.max_position}")
+        for name, t in (("segment_ids", segment_ids), ("attention_mask", attention_mask)):
+            if t is not None and (t.dim() < 2 or tuple(t.shape[:2]) != (B, n) or (t.dim() == 3 and t.shape[2] != past + n)):
+                raise ValueError(f"{name} has shape {tuple(t.shape)}; expected [B, n] = [{B}, {n}]"
+                                 + (" or [B, n, m]" if name == "attention_mask" else ""))
+        if segment_ids is not None and not self.segment_via_word and self.embeddings.segment is not None:
+            lo, hi = int(segment_ids.min()), int(segment_ids.max())
+            if lo < 0 or hi >= c.type_vocab_size:
+                raise ValueError(f"segment_ids contain ids in [{lo}, {hi}], outside [0, {c.type_vocab_size})")
+        if self.application == "unilm" and segment_ids is None:
+            raise ValueError("application='unilm' needs segment_ids (0 = source, 1 = target)")
+        return B, n
+
+    # ---- forward ------------------------------------------------------------------------------------
+    def forward(self, input_ids: Tensor | None = None, segment_ids: Tensor | None = None,
+                attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
+                cache: KVCache | None = None, inputs_embeds: Tensor | None = None,
+                attention_bias: Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> TransformerOutput:
+        """input_ids [B, n] (new tokens when a cache is given); segment_ids [B, n]; attention_mask [B, n]
+        (1 = real token) or a bool [B, n, m] mask; position_ids [B, n]; attention_bias broadcastable to
+        [B, H, n, m] (added to the scores)."""
+        past = cache.length if cache is not None else 0
+        if cache is not None:
+            cache.check_room(input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1])
+        B, n = self.check_inputs(input_ids, segment_ids, attention_mask, inputs_embeds, past)
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        if position_ids is None:
+            position_ids = self.default_positions(input_ids, n, past, device)
+        x = self.embeddings(input_ids, segment_ids, position_ids, inputs_embeds)    # [B, n, C]
+        bias, empty = build_attention_bias(self.application, B, n, attention_mask, segment_ids, cache, device,
+                                     attention_bias)
+        hidden, attns = [x] if output_hidden_states else None, [] if output_attentions else None
+        for i in range(self.num_layers):
+            x, w = self.layer(i)(x, bias, empty, position_ids, cache, i, output_attentions)
+            if hidden is not None:
+                hidden.append(x)
+            if attns is not None:
+                attns.append(w)
+        if cache is not None:
+            cache.advance(n)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            if hidden is not None:
+                hidden[-1] = x
+        return TransformerOutput(
+            last_hidden_state=x,
+            pooled=torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None,
+            logits=self.mlm(x) if self.mlm is not None else None,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attns) if attns is not None else None)
+
+    @staticmethod
+    def hf_config_updates(cfg: TransformerConfig) -> dict:
+        """HF config keys that overrides / vocabulary surgery changed (written by save_pretrained)."""
+        return {"vocab_size": cfg.vocab_size, "num_hidden_layers": cfg.num_layers}
+
+    def save_pretrained(self, directory: str) -> None:
+        """HF-format config.json + model.safetensors that `transformers` loads back."""
+        from .registry import save_pretrained
+        save_pretrained(self, directory)
+
+    def generate(self, input_ids: Tensor, **kwargs: Any) -> Any:
+        """Convenience wrapper for `kexue.generation.generate(self, input_ids, ...)`."""
+        from ..generation import generate
+        return generate(self, input_ids, **kwargs)

@@ -1,0 +1,116 @@
+"""Multi-head attention shared by every model family.
+
+SDPA by default (fused kernels on CPU and GPU); an eager path that also returns the attention weights; an
+optional injected `kernel(q, k, v, attn_mask) -> out` (e.g. kexue.nn.sparse_attention) for long inputs.
+Masks arrive as one additive bias (padding/causal/UniLM mask plus relative-position bias, built once per
+forward by the model) and an `empty_rows` flag: a query row that may see no key gets zeros, never NaN.
+
+Shapes: B batch, n queries, m keys, H heads, D head dim, C = H * D.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .kv_cache import KVCache
+
+__all__ = ["MultiHeadAttention", "mask_to_bias"]
+
+
+def mask_to_bias(allowed: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Bool mask (True = may attend) -> additive bias: 0 where allowed, a large finite negative elsewhere.
+    Half of finfo.min leaves room for a position bias to be added without overflowing to -inf."""
+    neg = torch.finfo(dtype).min / 2
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, neg)
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention with separate q/k/v/o projections (Vaswani et al., arXiv 1706.03762).
+
+    Args:
+        embed_dim: model width of the queries (and of the output).
+        num_heads, head_dim: H and D (D defaults to embed_dim // num_heads).
+        kv_dim: width of the key/value input for cross-attention (defaults to embed_dim).
+        bias: bias on q/k/v projections; out_bias: on the output projection (defaults to `bias`).
+        scale: score scale, 1/sqrt(D) by default (T5 uses 1.0).
+        rotary: module applying rotary position embedding to [B, H, n, D] given positions (RoFormer).
+        rotary_value: also rotate the values (RoFormer option).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int | None = None, kv_dim: int | None = None,
+                 bias: bool = True, out_bias: bool | None = None, scale: float | None = None,
+                 dropout: float = 0.0, rotary: nn.Module | None = None, rotary_value: bool = False):
+        super().__init__()
+        if head_dim is None:
+            if embed_dim % num_heads:
+                raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; pass head_dim")
+            head_dim = embed_dim // num_heads
+        kv_dim = embed_dim if kv_dim is None else kv_dim
+        inner = num_heads * head_dim
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+        self.dropout = dropout
+        self.q = nn.Linear(embed_dim, inner, bias=bias)
+        self.k = nn.Linear(kv_dim, inner, bias=bias)
+        self.v = nn.Linear(kv_dim, inner, bias=bias)
+        self.o = nn.Linear(inner, embed_dim, bias=bias if out_bias is None else out_bias)
+        self.rotary = rotary
+        self.rotary_value = rotary_value
+        self.kernel: Callable[..., Tensor] | None = None   # injected attention kernel (sparse attention)
+        self.eager = False                                  # force the eager path (debugging)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        B, n, _ = x.shape
+        return x.view(B, n, self.num_heads, self.head_dim).transpose(1, 2)   # [B, H, n, D]
+
+    def forward(self, x: Tensor, context: Tensor | None = None, attn_bias: Tensor | None = None,
+                empty_rows: Tensor | None = None, positions: Tensor | None = None, cache: KVCache | None = None,
+                layer_idx: int = 0, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x [B, n, embed_dim]; context [B, m, kv_dim] for cross-attention; attn_bias broadcastable to
+        [B, H, n, m]; empty_rows [B, 1, n, 1] bool; positions [B, n] or [n] for rotary.
+        Returns (out [B, n, embed_dim], weights [B, H, n, m] or None)."""
+        B, n, _ = x.shape
+        q = self._heads(self.q(x))                                           # [B, H, n, D]
+        if context is None:
+            k, v = self._heads(self.k(x)), self._heads(self.v(x))            # [B, H, n, D]
+            if self.rotary is not None:
+                q, k = self.rotary(q, positions), self.rotary(k, positions)
+                if self.rotary_value:
+                    v = self.rotary(v, positions)
+            if cache is not None:
+                k, v = cache.update(layer_idx, k, v)                         # [B, H, L + n, D]
+        elif cache is not None and cache.cross[layer_idx] is not None:
+            k, v = cache.cross[layer_idx]                                    # [B, H, m, D]
+        else:
+            k, v = self._heads(self.k(context)), self._heads(self.v(context))
+            if cache is not None:
+                cache.cross[layer_idx] = (k, v)
+        if attn_bias is not None and attn_bias.dtype != q.dtype:
+            attn_bias = attn_bias.to(q.dtype)
+            if q.dtype == torch.float16:
+                attn_bias = attn_bias.clamp_min(torch.finfo(torch.float16).min)
+        out, weights = self.attend(q, k, v, attn_bias, need_weights)         # [B, H, n, D]
+        if empty_rows is not None:
+            out = out.masked_fill(empty_rows, 0.0)
+            if weights is not None:
+                weights = weights.masked_fill(empty_rows, 0.0)
+        out = out.transpose(1, 2).reshape(B, n, self.num_heads * self.head_dim)
+        return self.o(out), weights
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None,
+               need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """softmax(q k^T * scale + bias) v on [B, H, n, D] tensors."""
+        p = self.dropout if self.training else 0.0
+        if self.kernel is not None and not need_weights:
+            return self.kernel(q, k, v, attn_mask=attn_bias), None
+        if not (need_weights or self.eager):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale), None
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale           # [B, H, n, m]
+        if attn_bias is not None:
+            scores = scores + attn_bias
+        weights = scores.float().softmax(-1).to(q.dtype)
+        return torch.matmul(F.dropout(weights, p), v), weights
