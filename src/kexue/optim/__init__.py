@@ -1,1 +1,36 @@
-"""kexue.optim"""
+"""kexue.optim: derived optimizers that wrap ANY `torch.optim.Optimizer` instance (https://kexue.fm/archives/7094).
+
+Every wrapper shares the inner optimizer's `param_groups` (torch LR schedulers work on it), round-trips
+`state_dict()`, never touches parameters whose `.grad` is None, and counts only *real* updates
+(`last_step_updated`), so the wrappers compose in any order. The order changes the algorithm; the one to use,
+written outermost first, is
+
+    ExponentialMovingAverage(           # averages the weights after each real update
+      Lookahead(                        # k real updates forward, one step back
+        GradientAccumulation(           # one real update every k calls, on the mean gradient
+          GradientClipping(             # clips the *accumulated* gradient
+            PiecewiseLinearLR(          # lr × m(t) for everything inside (decay and trust ratio too)
+              LazyUpdate(               # masks absent embedding rows, decay included
+                LayerAdaptation(        # trust ratio of (Adam update + decay) = LAMB
+                  WeightDecay(          # decoupled decay = AdamW
+                    torch.optim.Adam(params, lr))))))))
+
+`extend_with(Adam, "weight_decay", "layer_adaptation", ...)` builds the same chain innermost first.
+"""
+from kexue.ops import piecewise_linear
+from kexue.optim.accumulation import GradientAccumulation, SchedulerOnUpdate, no_sync_if_accumulating
+from kexue.optim.base import DerivedOptimizer, base_optimizer
+from kexue.optim.clipping import ClipGrad, GradientClipping, clip_grads_, clip_scale, smoothness_probe
+from kexue.optim.derived import LayerAdaptation, PiecewiseLinearLR, WeightDecay, piecewise_linear_lambda
+from kexue.optim.ema import EMAWeights, ExponentialMovingAverage
+from kexue.optim.factory import extend_with, param_groups_by_name
+from kexue.optim.lazy import LazyUpdate
+from kexue.optim.lookahead import Lookahead
+
+__all__ = [
+    "DerivedOptimizer", "base_optimizer", "WeightDecay", "LayerAdaptation", "PiecewiseLinearLR",
+    "piecewise_linear", "piecewise_linear_lambda", "GradientAccumulation", "SchedulerOnUpdate",
+    "no_sync_if_accumulating", "Lookahead", "LazyUpdate", "EMAWeights", "ExponentialMovingAverage",
+    "GradientClipping", "ClipGrad", "clip_grads_", "clip_scale", "smoothness_probe", "extend_with",
+    "param_groups_by_name",
+]

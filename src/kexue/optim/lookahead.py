@@ -1,0 +1,137 @@
+"""Lookahead: k steps forward, 1 step back, around ANY optimizer (https://kexue.fm/archives/6869).
+
+Slow weights φ start as a *copy* of θ_0 (bert4keras starts them at zero, which halves the weights at the first
+sync; not ported). Every k real updates of the inner optimizer: φ ← φ + α(θ − φ); θ ← φ.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from kexue.optim.base import DerivedOptimizer, base_optimizer
+
+__all__ = ["Lookahead"]
+
+
+class Lookahead(DerivedOptimizer):
+    """Lookahead(optimizer, k=5, alpha=0.5) (arXiv 1907.08610; https://kexue.fm/archives/6869).
+
+    Counts real inner updates (skipped accumulation micro-steps do not count). The inner state is kept across
+    syncs (author), unless `reset_inner_state`; `pullback_momentum` ("none" | "pullback" | "reset") treats an
+    SGD `momentum_buffer` like pytorch-optimizer. `sync_schedule="after_k"` syncs after updates k, 2k, ...
+    (author, pytorch-optimizer); "first_step" re-copies φ after update 1 and syncs after 1, k+1, 2k+1, ...
+    (torch-optimizer, alphadl/lookahead.pytorch). Evaluate with the slow weights via `with la.slow_weights():`.
+    """
+
+    factory_kwargs = {"steps_per_slow_update": "k", "slow_step_size": "alpha"}
+
+    def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5, reset_inner_state: bool = False,
+                 pullback_momentum: str = "none", sync_schedule: str = "after_k") -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        if pullback_momentum not in ("none", "pullback", "reset"):
+            raise ValueError(f"pullback_momentum must be 'none', 'pullback' or 'reset', got {pullback_momentum!r}")
+        if sync_schedule not in ("after_k", "first_step"):
+            raise ValueError(f"sync_schedule must be 'after_k' or 'first_step', got {sync_schedule!r}")
+        self.k, self.alpha = k, float(alpha)
+        self.reset_inner_state = reset_inner_state
+        self.pullback_momentum = pullback_momentum
+        self.sync_schedule = sync_schedule
+        self.update_step = 0
+        self._backup: list[Tensor] | None = None
+        super().__init__(optimizer)
+        self._init_slow(self._all_params())
+
+    def _init_slow(self, params: list[Tensor]) -> None:
+        with torch.no_grad():
+            for p in params:
+                if p.requires_grad and "slow_param" not in self.state[p]:
+                    self.state[p]["slow_param"] = p.detach().clone()      # φ_0 = θ_0, allocated once
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._init_slow(self.param_groups[-1]["params"])
+
+    def delta_independent_of_params(self) -> bool:
+        return False
+
+    def _before(self, closure: Callable | None) -> Any:
+        return None
+
+    def _after(self, ctx: Any, updated: bool) -> None:
+        if not updated:
+            return
+        self.update_step += 1
+        moved = [p for p in self._all_params() if p.grad is not None and "slow_param" in self.state[p]]
+        if self.sync_schedule == "first_step" and self.update_step == 1:
+            if moved:
+                torch._foreach_copy_([self.state[p]["slow_param"] for p in moved], moved)
+        elif (self.update_step - (self.sync_schedule == "first_step")) % self.k == 0:
+            self.sync(moved)
+
+    @torch.no_grad()
+    def sync(self, params: list[Tensor] | None = None) -> None:
+        """φ ← φ + α(θ − φ); θ ← φ for `params` (default: every parameter with slow weights)."""
+        params = [p for p in (self._all_params() if params is None else params) if "slow_param" in self.state[p]]
+        if not params:
+            return
+        slow = [self.state[p]["slow_param"] for p in params]
+        torch._foreach_lerp_(slow, params, self.alpha)
+        torch._foreach_copy_(params, slow)
+        base = base_optimizer(self.inner)
+        if self.reset_inner_state:
+            for p in params:
+                base.state.pop(p, None)
+        elif self.pullback_momentum == "reset":
+            for p in params:
+                if "momentum_buffer" in base.state.get(p, {}):
+                    base.state[p]["momentum_buffer"].zero_()
+        elif self.pullback_momentum == "pullback":
+            with_buf = [p for p in params if isinstance(base.state.get(p, {}).get("momentum_buffer"), Tensor)]
+            for p in with_buf:
+                self.state[p].setdefault("slow_momentum", torch.zeros_like(p))
+            if with_buf:
+                bufs = [base.state[p]["momentum_buffer"] for p in with_buf]
+                slow_bufs = [self.state[p]["slow_momentum"] for p in with_buf]
+                torch._foreach_lerp_(bufs, slow_bufs, 1.0 - self.alpha)
+                torch._foreach_copy_(slow_bufs, bufs)
+
+    # ------------------------------------------------------------------ evaluation with slow weights
+    @torch.no_grad()
+    def swap_to_slow(self) -> None:
+        """Load the slow weights into the parameters (fast weights kept aside for `swap_back`)."""
+        if self._backup is not None:
+            raise RuntimeError("swap_to_slow() called twice without swap_back()")
+        params = [p for p in self._all_params() if "slow_param" in self.state[p]]
+        self._backup = [p.detach().clone() for p in params]
+        torch._foreach_copy_(params, [self.state[p]["slow_param"] for p in params])
+
+    @torch.no_grad()
+    def swap_back(self) -> None:
+        """Restore the fast weights saved by `swap_to_slow` (bit-exact)."""
+        if self._backup is None:
+            raise RuntimeError("swap_back() called without a previous swap_to_slow()")
+        params = [p for p in self._all_params() if "slow_param" in self.state[p]]
+        torch._foreach_copy_(params, self._backup)
+        self._backup = None
+
+    @contextmanager
+    def slow_weights(self) -> Iterator[None]:
+        """`with lookahead.slow_weights(): evaluate(model)`."""
+        self.swap_to_slow()
+        try:
+            yield
+        finally:
+            self.swap_back()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"update_step": self.update_step}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.update_step = int(extra["update_step"])
