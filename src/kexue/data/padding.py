@@ -1,0 +1,89 @@
+"""Dynamic padding: pad each batch to its own longest sequence, not to a global maxlen
+(https://kexue.fm/archives/6736)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from kexue.ops import sequence_padding
+
+__all__ = ["sequence_padding", "sequence_padding_nd", "collate_padded"]
+
+
+def sequence_padding_nd(inputs: Sequence, length: int | Sequence[int] | None = None, value: Any = 0,
+                        seq_dims: int = 1, mode: str = "post", dtype=None) -> np.ndarray:
+    """bert4keras `sequence_padding` in numpy: pad (or cut to the first `length`) the leading `seq_dims`
+    axes of every array to a common shape -> [B, *length, *rest]; `mode='pre'` pads on the left."""
+    if len(inputs) == 0:
+        raise ValueError("inputs must hold at least one sequence, got an empty list")
+    if mode not in ("post", "pre"):
+        raise ValueError(f"mode must be 'post' or 'pre', got {mode!r}")
+    arrays = [np.asarray(x, dtype=dtype) for x in inputs]
+    if isinstance(seq_dims, bool) or not isinstance(seq_dims, int) or not 1 <= seq_dims <= arrays[0].ndim:
+        raise ValueError(f"seq_dims must be an int in [1, {arrays[0].ndim}] (the arrays' rank), got {seq_dims!r}")
+    rest = arrays[0].shape[seq_dims:]
+    for k, x in enumerate(arrays):
+        if x.ndim != arrays[0].ndim or x.shape[seq_dims:] != rest:
+            raise ValueError(f"inputs[{k}] has shape {x.shape}, expected rank {arrays[0].ndim} and trailing "
+                             f"shape {rest} like inputs[0]")
+    if length is None:
+        length = np.max([x.shape[:seq_dims] for x in arrays], axis=0)
+    elif np.ndim(length) == 0:
+        length = [int(length)] * seq_dims
+    length = [int(n) for n in length]
+    if len(length) != seq_dims or min(length) < 0:
+        raise ValueError(f"length must give {seq_dims} non-negative sizes, got {length}")
+    out = np.full((len(arrays), *length, *rest), value, dtype=dtype or np.result_type(*arrays))
+    for k, x in enumerate(arrays):
+        x = x[tuple(slice(0, n) for n in length)]
+        if mode == "post":
+            region = tuple(slice(0, s) for s in x.shape[:seq_dims])
+        else:
+            region = tuple(slice(n - s, n) for n, s in zip(length, x.shape[:seq_dims]))
+        out[(k, *region)] = x
+    return out
+
+
+def _collate_field(values: list, pad_value, name) -> Any:
+    first = values[0]
+    if isinstance(first, (str, bytes)) or first is None:
+        return list(values)
+    try:
+        tensors = [torch.as_tensor(v) for v in values]
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"field {name!r} holds values that are not numbers or sequences of numbers: {e}") from e
+    if tensors[0].dim() == 0:
+        return torch.stack(tensors)                                                 # [B]
+    for k, t in enumerate(tensors):
+        if t.dim() != tensors[0].dim() or t.shape[1:] != tensors[0].shape[1:]:
+            raise ValueError(f"field {name!r}: sample {k} has shape {tuple(t.shape)}, expected "
+                             f"(n, {', '.join(map(str, tensors[0].shape[1:]))}) like sample 0".replace(", )", ")"))
+    return pad_sequence(tensors, batch_first=True, padding_value=pad_value)         # [B, n_max, ...]
+
+
+def collate_padded(batch: Sequence, pad_value: int | float = 0, pad_values: Mapping | None = None):
+    """`collate_fn` for a torch DataLoader with dynamic padding: samples are dicts, tuples or single
+    sequences; sequences are right-padded to the batch's longest (-> [B, n_max, ...]), scalars stacked
+    (-> [B]), strings kept as lists. `pad_values` overrides `pad_value` per key or tuple position
+    (e.g. {"labels": -100})."""
+    if len(batch) == 0:
+        raise ValueError("batch must hold at least one sample, got an empty batch")
+    pad_values = dict(pad_values or {})
+    first = batch[0]
+    if isinstance(first, Mapping):
+        keys = list(first)
+        for k, s in enumerate(batch):
+            if not isinstance(s, Mapping) or list(s) != keys:
+                raise ValueError(f"sample {k} has keys {list(s) if isinstance(s, Mapping) else type(s).__name__}, "
+                                 f"expected {keys} like sample 0")
+        return {key: _collate_field([s[key] for s in batch], pad_values.get(key, pad_value), key) for key in keys}
+    if isinstance(first, tuple):
+        for k, s in enumerate(batch):
+            if not isinstance(s, tuple) or len(s) != len(first):
+                raise ValueError(f"sample {k} is not a tuple of {len(first)} fields like sample 0: {repr(s)[:60]}")
+        return tuple(_collate_field([s[j] for s in batch], pad_values.get(j, pad_value), j)
+                     for j in range(len(first)))
+    return _collate_field(list(batch), pad_value, 0)

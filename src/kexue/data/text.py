@@ -1,0 +1,64 @@
+"""Text utilities of bert4keras's snippets: truncate a group of sequences, split a long text at
+punctuation (https://kexue.fm/archives/7630)."""
+from __future__ import annotations
+
+from typing import MutableSequence, Sequence
+
+__all__ = ["truncate_sequences", "text_segmentate"]
+
+
+def truncate_sequences(maxlen: int, indices: int | Sequence[int], *sequences: MutableSequence | None) -> list:
+    """Cut the sequences in place until their total length is <= maxlen, always popping from the longest one
+    (the earliest on ties) at position `indices` (one int, or one per sequence; -1 = the end, -2 keeps a
+    trailing [SEP]). None sequences are ignored. Returns the non-None sequences."""
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 0:
+        raise ValueError(f"maxlen must be an int >= 0, got {maxlen!r}")
+    seqs = [s for s in sequences if s is not None]
+    for k, s in enumerate(seqs):
+        if not hasattr(s, "pop"):
+            raise TypeError(f"sequences must be mutable lists (truncated in place), got {type(s).__name__} at {k}")
+    if isinstance(indices, int):
+        indices = [indices] * len(seqs)
+    elif len(indices) != len(sequences):
+        raise ValueError(f"indices must be an int or one index per sequence ({len(sequences)}), got {list(indices)}")
+    else:
+        indices = [i for i, s in zip(indices, sequences) if s is not None]
+    lengths = [len(s) for s in seqs]
+    cuts = [0] * len(seqs)
+    for _ in range(max(0, sum(lengths) - maxlen)):
+        k = max(range(len(seqs)), key=lambda j: (lengths[j], -j))  # longest, earliest on ties
+        lengths[k] -= 1
+        cuts[k] += 1
+    for k, (s, i, n) in enumerate(zip(seqs, indices, cuts)):
+        final = len(s) - n  # popping at i needs len > i (i >= 0) or len >= -i (i < 0) before every pop
+        if n and (final < i if i >= 0 else final < -i - 1):
+            raise ValueError(f"cannot cut sequence {k} from {len(s)} to {final} items by popping at index {i} "
+                             f"(maxlen={maxlen} is too small for that index)")
+    for s, i, n in zip(seqs, indices, cuts):
+        for _ in range(n):
+            s.pop(i)
+    return seqs
+
+
+def text_segmentate(text: str, maxlen: int, seps: str = "\n", strips: str | None = None) -> list[str]:
+    """Split `text` into pieces of at most `maxlen` characters, cutting at `seps[0]` first and at the finer
+    separators `seps[1:]` only inside pieces still too long; separators stay at the end of their piece and
+    `strips` characters are stripped from both ends of every piece. A piece with no separator left may
+    exceed maxlen."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
+        raise ValueError(f"maxlen must be an int >= 1, got {maxlen!r}")
+    text = text.strip().strip(strips)
+    if not seps or len(text) <= maxlen:
+        return [text]
+    pieces = text.split(seps[0])
+    current, out = "", []
+    for i, piece in enumerate(pieces):
+        if current and piece and len(current) + len(piece) > maxlen - 1:
+            out.extend(text_segmentate(current, maxlen, seps[1:], strips))
+            current = ""
+        current += piece if i + 1 == len(pieces) else piece + seps[0]
+    if current:
+        out.extend(text_segmentate(current, maxlen, seps[1:], strips))
+    return out

@@ -1,0 +1,86 @@
+"""Dynamic padding helpers against closed forms and torch's DataLoader (https://kexue.fm/archives/6736)."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from kexue import ops
+from kexue.data import DataGenerator, collate_padded, sequence_padding, sequence_padding_nd
+
+
+def test_sequence_padding_is_the_ops_one():
+    assert sequence_padding is ops.sequence_padding
+    assert sequence_padding([[1, 2, 3], [4]]).tolist() == [[1, 2, 3], [4, 0, 0]]
+
+
+def test_sequence_padding_nd_post_pre_and_multi_dim():
+    seqs = [np.arange(1, 4), np.arange(1, 2), np.arange(1, 6)]
+    assert sequence_padding_nd(seqs).tolist() == [[1, 2, 3, 0, 0], [1, 0, 0, 0, 0], [1, 2, 3, 4, 5]]
+    assert sequence_padding_nd(seqs, length=4, value=-1, mode="pre").tolist() == [
+        [-1, 1, 2, 3], [-1, -1, -1, 1], [1, 2, 3, 4]]  # cut keeps the first `length`, as bert4keras
+    feats = [np.ones((2, 3)), np.ones((4, 3))]  # [n, d] features, pad the sequence axis only
+    out = sequence_padding_nd(feats)
+    assert out.shape == (2, 4, 3) and out[0, 2:].sum() == 0 and out[1].sum() == 12
+    grids = [np.ones((2, 3)), np.ones((3, 1))]  # pad both axes (e.g. a pairwise label matrix)
+    out = sequence_padding_nd(grids, seq_dims=2)
+    assert out.shape == (2, 3, 3) and out.sum() == 6 + 3 and out[0, :2, :3].all() and out[1, :, :1].all()
+    with pytest.raises(ValueError, match="mode must be 'post' or 'pre', got 'left'"):
+        sequence_padding_nd(seqs, mode="left")
+    with pytest.raises(ValueError, match="seq_dims must be an int in \\[1, 1\\]"):
+        sequence_padding_nd(seqs, seq_dims=2)
+    with pytest.raises(ValueError, match="inputs\\[1\\] has shape \\(4, 2\\)"):
+        sequence_padding_nd([np.ones((2, 3)), np.ones((4, 2))])
+    with pytest.raises(ValueError, match="at least one sequence"):
+        sequence_padding_nd([])
+
+
+def test_collate_padded_dicts_tuples_and_single_sequences():
+    batch = [{"ids": [1, 2, 3], "label": 1, "text": "abc", "feat": torch.ones(3, 2)},
+             {"ids": [4], "label": 0, "text": "d", "feat": torch.ones(1, 2)}]
+    out = collate_padded(batch, pad_values={"ids": 7})
+    assert out["ids"].tolist() == [[1, 2, 3], [4, 7, 7]] and out["ids"].dtype == torch.long
+    assert out["label"].tolist() == [1, 0] and out["text"] == ["abc", "d"]
+    assert out["feat"].shape == (2, 3, 2) and out["feat"][1, 1:].sum() == 0
+    ids, labels = collate_padded([([1, 2], [0, 1]), ([3], [1])], pad_values={1: -100})
+    assert ids.tolist() == [[1, 2], [3, 0]] and labels.tolist() == [[0, 1], [1, -100]]
+    assert collate_padded([[1.5], [2.5, 3.5]]).tolist() == [[1.5, 0.0], [2.5, 3.5]]
+    with pytest.raises(ValueError, match="sample 1 has keys \\['a'\\], expected \\['ids'\\]"):
+        collate_padded([{"ids": [1]}, {"a": [1]}])
+    with pytest.raises(ValueError, match="field 0: sample 1 has shape \\(1, 3\\), expected \\(n, 2\\)"):
+        collate_padded([torch.ones(2, 2), torch.ones(1, 3)])
+    with pytest.raises(ValueError, match="empty batch"):
+        collate_padded([])
+
+
+def test_collate_padded_in_a_dataloader_pads_to_each_batch_max():
+    data = [{"ids": list(range(n))} for n in (5, 1, 2, 3, 8, 1)]
+    lengths = [b["ids"].shape[1] for b in DataLoader(data, batch_size=2, collate_fn=collate_padded)]
+    assert lengths == [5, 3, 8]
+
+
+def test_data_generator_epochs_shuffle_and_buffer():
+    data = [[i] * (1 + i % 4) for i in range(23)]
+    gen = DataGenerator(data, batch_size=5, shuffle=True, seed=0)
+    assert len(gen) == 5
+    batches = list(gen)
+    assert [b.shape[0] for b in batches] == [5, 5, 5, 5, 3]
+    firsts = sorted(int(row[0]) for b in batches for row in b)
+    assert firsts == list(range(23))  # every sample exactly once per epoch
+    for b in batches:  # dynamic padding: each batch as wide as its longest sample
+        assert b.shape[1] == max(1 + int(r[0]) % 4 for r in b)
+    again = [r[0].item() for b in DataGenerator(data, 5, shuffle=True, seed=0) for r in b]
+    assert again == [r[0].item() for b in batches for r in b]  # reproducible from the seed
+    assert again != list(range(23))
+    lazy = DataGenerator((x for x in data), batch_size=4, shuffle=True, buffer_size=6, seed=1,
+                         encode=lambda s: None if s[0] % 5 == 0 else s)  # encode may drop samples
+    got = sorted(int(r[0]) for b in lazy for r in b)
+    assert got == [i for i in range(23) if i % 5]
+    assert len(DataGenerator(data, 5, drop_last=True)) == 4
+    assert [b.shape[0] for b in DataGenerator(data, 5, drop_last=True)] == [5, 5, 5, 5]
+    endless = DataGenerator(data, batch_size=10).forfit()
+    assert [next(endless).shape[0] for _ in range(4)] == [10, 10, 3, 10]
+    assert [(e, s) for e, s in DataGenerator([1, 2, 3]).sample()] == [(False, 1), (False, 2), (True, 3)]
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        DataGenerator(data, 0)
+    with pytest.raises(TypeError, match="len\\(\\) needs sized data"):
+        len(DataGenerator(iter(data)))
