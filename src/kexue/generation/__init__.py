@@ -1,6 +1,8 @@
-"""kexue.generation: autoregressive decoding (greedy / beam / sampling) on a step function or a model."""
+"""kexue.generation: autoregressive decoding (greedy / beam / sampling) on a step function or a model,
+synchronous bidirectional beam search, and MLM slot filling."""
+from .bidirectional import SyncBidirectionalBeamSearch, make_r2l_targets
 from .decoder import AutoRegressiveDecoder
 from .logits import apply_temperature, ban_tokens, repetition_penalty, restrict_tokens, top_k_filter, top_p_filter
 
-__all__ = ["AutoRegressiveDecoder", "apply_temperature", "ban_tokens", "repetition_penalty", "restrict_tokens",
-           "top_k_filter", "top_p_filter"]
+__all__ = ["AutoRegressiveDecoder", "SyncBidirectionalBeamSearch", "make_r2l_targets", "apply_temperature",
+           "ban_tokens", "repetition_penalty", "restrict_tokens", "top_k_filter", "top_p_filter"]
