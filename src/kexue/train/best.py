@@ -43,7 +43,7 @@ class EvaluateAndSaveBest(Callback):
         self.evaluate_fn, self.monitor, self.mode = evaluate_fn, monitor, mode
         self.path = None if path is None else os.fspath(path)
         self.use_ema, self.restore_best_at_end, self.restart = use_ema, restore_best_at_end, restart
-        self.best, self.best_epoch, self.best_state, self.restarts = None, None, None, 0
+        self.best, self.best_epoch, self.best_state, self.restarts, self.wait = None, None, None, 0, 0
         self.scores: list[float] = []
 
     def _score(self) -> float:
@@ -61,8 +61,9 @@ class EvaluateAndSaveBest(Callback):
         ctx = self.trainer.averaged_weights() if self.use_ema else nullcontext()
         with ctx:
             score = self._score()
+            self.wait += 1
             if math.isfinite(score) and self._better(score):
-                self.best, self.best_epoch = score, epoch
+                self.best, self.best_epoch, self.wait = score, epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 if self.path is not None and self.trainer.is_main:
                     atomic_save(self.best_state, self.path)
@@ -74,7 +75,7 @@ class EvaluateAndSaveBest(Callback):
 
     def _should_restart(self, epoch: int, score: float) -> bool:
         r = self.restart
-        if epoch - self.best_epoch >= r.patience:
+        if self.wait >= r.patience:
             return True
         if r.every is not None and (epoch + 1) % r.every == 0:
             return True
@@ -95,7 +96,7 @@ class EvaluateAndSaveBest(Callback):
         for cb in t.callbacks:
             if hasattr(cb, "reset_average"):
                 cb.reset_average()
-        self.best_epoch = t.epoch - 1            # patience counts from the restart
+        self.wait = 0                            # patience counts from the restart
         self.restarts += 1
 
     def on_train_end(self, logs=None):
@@ -104,10 +105,11 @@ class EvaluateAndSaveBest(Callback):
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "restarts": self.restarts, "scores": list(self.scores)}
+                "restarts": self.restarts, "wait": self.wait, "scores": list(self.scores)}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch, self.restarts = state["best"], state["best_epoch"], state["restarts"]
+        self.wait = state["wait"]
         self.best_state, self.scores = state["best_state"], list(state["scores"])
         if self.best_state is not None:
             self.best_state = {k: torch.as_tensor(v) for k, v in self.best_state.items()}

@@ -1,5 +1,5 @@
 """EMA-of-weights callback: update after every optimizer step, evaluate and save with the averaged
-weights swapped in, then restore (https://kexue.fm/archives/5765; bert4keras EMA extension).
+weights swapped in, then restore (https://kexue.fm/archives/5765; bert4keras EMA extension, kexue.optim.EMAWeights).
 """
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ class EMA(Callback):
     averaged weights; training always continues from the raw weights.
     """
 
-    def __init__(self, decay: float = 0.999, init: str = "zeros", bias_correction: bool = True) -> None:
+    def __init__(self, decay: float = 0.999, init: str = "zeros", bias_correction: bool = True,
+                 include_buffers: bool = True) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
         if init not in ("zeros", "copy"):
             raise ValueError(f"init must be 'zeros' or 'copy', got {init!r}")
         self.decay, self.init, self.bias_correction = decay, init, bias_correction
-        self.ema = None
+        self.include_buffers, self.ema = include_buffers, None
 
     def set_trainer(self, trainer) -> None:
         fresh = self.trainer is not trainer
@@ -33,8 +34,11 @@ class EMA(Callback):
     def reset_average(self) -> None:
         """Start a new average from the current weights (after a restart or weight reload)."""
         from ..optim import EMAWeights          # train uses optim (DESIGN arrows)
-        self.ema = EMAWeights(self.trainer.module, decay=self.decay, init=self.init,
-                              bias_correction=self.bias_correction)
+        if self.ema is not None and self.ema.tensors[0] is next(self.trainer.module.parameters()):
+            self.ema.reset()
+        else:
+            self.ema = EMAWeights(self.trainer.module, decay=self.decay, init=self.init,
+                                  bias_correction=self.bias_correction, include_buffers=self.include_buffers)
         self.trainer.ema = self.ema
 
     def on_train_batch_end(self, batch, logs=None):
