@@ -1,7 +1,7 @@
-"""kexue.tokenizers against Hugging Face `transformers.BertTokenizer` on a real vocab, and their invariants.
-(https://kexue.fm/archives/6736)"""
+"""kexue.tokenizers vs `transformers.BertTokenizer` on a real vocab, and invariants (https://kexue.fm/archives/6736)."""
 import io
 import os
+import pickle
 import re
 
 import pytest
@@ -52,6 +52,8 @@ def test_special_ids_match_hf(hf, tok):
     assert (tok._token_pad_id, tok._token_unk_id, tok._token_start_id, tok._token_end_id, tok._token_mask_id) == (
         0, 100, 101, 102, 103)
     assert tok.vocab_size == len(hf) == 30522
+    clone = pickle.loads(pickle.dumps(tok))  # picklable, e.g. for parallel_apply worker processes
+    assert clone.encode("Hello 世界", "x", return_offsets=True) == tok.encode("Hello 世界", "x", return_offsets=True)
     assert tok.token_to_id("hello") == hf.convert_tokens_to_ids("hello")
     assert tok.token_to_id("no-such-token") == tok.unk_id
     assert tok.ids_to_tokens([101, 7592, 102]) == ["[CLS]", "hello", "[SEP]"]
@@ -155,13 +157,10 @@ def test_decode_joins_cjk_merges_pieces_drops_specials():
         ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "我", "爱", "北", "京", "模", "型", "，", "。",
          "bert", "un", "##aff", "##able", "the", "dogs", "3", ".", "5", ",", "!", "it", "'", "s", "ok"])}
     tk = Tokenizer(vocab)
-    for text in ["我爱北京。", "我爱bert模型", "unaffable", "the 3.5 dogs, ok!", "it's ok", "我爱北京，bert！"]:
-        ids, _ = tk.encode(text)
-        expected = text.replace("！", "!")  # full-width ! is a different character, not in this vocab
-        if "！" in text:
-            assert tk.decode(ids) == "我爱北京，bert"  # the unknown ！ -> [UNK] is dropped
-        else:
-            assert tk.decode(ids) == expected
+    cases = {t: t for t in ["我爱北京。", "我爱bert模型", "unaffable", "the 3.5 dogs, ok!", "it's ok"]}
+    cases["我爱北京，bert！"] = "我爱北京，bert"  # the full-width ！ is not in this vocab: [UNK], dropped
+    for text, expected in cases.items():
+        assert tk.decode(tk.encode(text)[0]) == expected
     ids, _ = tk.encode("我爱北京", "北京")
     assert tk.decode(ids) == "我爱北京北京"  # [CLS]/[SEP] dropped
     assert tk.decode(torch.tensor(ids)) == tk.decode(ids)
@@ -242,7 +241,9 @@ _BERT_NORM = normalizers.BertNormalizer(handle_chinese_chars=False, lowercase=Tr
 
 def _char_tok():
     chars = list("abcdefghij你好世界，。") + ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    return Tokenizer({t: i for i, t in enumerate(chars)}, char_level_mapping=True)
+    # the constructor call of spec nlp/02: offsets returned by default
+    return Tokenizer(vocab={t: i for i, t in enumerate(chars)}, do_lower_case=True, char_level_mapping=True,
+                     return_offsets=True)
 
 
 def test_char_level_spans_transfer_to_tokens():
@@ -250,12 +251,16 @@ def test_char_level_spans_transfer_to_tokens():
     text = "Ab 你好\t世界x"
     tokens = tk.tokenize(text)
     assert tokens == ["[CLS]", "a", "b", "[unused1]", "你", "好", "[unused1]", "世", "界", "[UNK]", "[SEP]"]
+    ids, segs, offsets = tk.encode(text)
+    assert tk.ids_to_tokens(ids) == tokens and tk.encode(text, return_offsets=False) == (ids, segs)
     for k in range(len(text)):  # character k is token k + 1
-        assert tk.encode(text, return_offsets=True)[2][k + 1] == (k, k + 1)
+        assert offsets[k + 1] == (k, k + 1)
+    assert tk.rematch(text, tokens)[1:-1] == [[0], [1], [], [3], [4], [], [6], [7], []]  # [unused1]/[UNK]: []
 
 
 def test_pre_tokenize_emits_word_level_tokens():
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "北", "京", "北京", "天", "安", "门", "天安门", "我", "爱", "love"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "北", "京", "北京", "天", "安", "门", "天安门", "我", "爱",
+             "love"]
     words = ["北京", "天安门", "我", "爱"]
 
     def segment(text):  # a tiny maximum-matching word segmenter standing in for jieba.lcut

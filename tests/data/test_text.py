@@ -1,5 +1,4 @@
-"""truncate_sequences and text_segmentate against the bert4keras loop and their invariants
-(https://kexue.fm/archives/7630)."""
+"""truncate_sequences / text_segmentate vs the bert4keras loop and invariants (https://kexue.fm/archives/7630)."""
 import random
 
 import pytest

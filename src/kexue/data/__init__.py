@@ -1,4 +1,4 @@
-"""kexue.data: dynamic padding, batching, truncation, text splitting and parallel_apply."""
+"""kexue.data (https://kexue.fm/archives/7031): padding, batching, truncation, text splitting, parallel_apply."""
 from .generator import DataGenerator
 from .padding import collate_padded, sequence_padding, sequence_padding_nd
 from .parallel import batched, count_tokens, parallel_apply, parallel_apply_generator

@@ -1,5 +1,4 @@
-"""bert4keras-style `DataGenerator`: iterate over samples in shuffled, dynamically padded batches
-(https://kexue.fm/archives/6736).
+"""bert4keras-style `DataGenerator` (https://kexue.fm/archives/6736): shuffled, dynamically padded batches.
 
 Works on sized data (a full permutation per epoch) and on lazy iterables (bert4keras's shuffle buffer).
 """

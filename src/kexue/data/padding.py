@@ -1,5 +1,4 @@
-"""Dynamic padding: pad each batch to its own longest sequence, not to a global maxlen
-(https://kexue.fm/archives/6736)."""
+"""Dynamic padding (https://kexue.fm/archives/6736): each batch padded to its own longest sequence."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence

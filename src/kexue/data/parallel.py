@@ -1,5 +1,6 @@
-"""parallel_apply: map a function over a (lazy, huge) iterable with worker processes or threads through a
-bounded queue (https://kexue.fm/archives/7031).
+"""parallel_apply (https://kexue.fm/archives/7031): map a function over a lazy iterable with workers.
+
+Worker processes (or threads) are fed through a bounded queue, so a huge iterable is never materialised.
 
 The article's lesson travels with it: batch the work and merge small per-batch results (`count_tokens`);
 that alone beats a naive loop over one ever-growing dict, with or without parallelism. Improvements over

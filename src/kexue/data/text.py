@@ -1,5 +1,4 @@
-"""Text utilities of bert4keras's snippets: truncate a group of sequences, split a long text at
-punctuation (https://kexue.fm/archives/7630)."""
+"""bert4keras's text snippets (https://kexue.fm/archives/7630): truncate sequences, split text at punctuation."""
 from __future__ import annotations
 
 from typing import MutableSequence, Sequence

@@ -1,4 +1,4 @@
-"""kexue.tokenizers: WordPiece (HF `tokenizers`) and SentencePiece tokenizers with bert4keras's API."""
+"""kexue.tokenizers (https://kexue.fm/archives/6736): WordPiece and SentencePiece tokenizers, bert4keras API."""
 from .base import TokenizerBase, longest_first
 from .sentencepiece import SpTokenizer
 from .vocab import is_cjk_character, is_punctuation, is_redundant_token, load_vocab, save_vocab

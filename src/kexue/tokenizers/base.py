@@ -80,7 +80,7 @@ class TokenizerBase(abc.ABC):
 
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of `text` with the start/end tokens, as bert4keras (`[CLS] ... [SEP]`)."""
-        ids, _ = self.encode(text, maxlen=maxlen)
+        ids, _ = self.encode(text, maxlen=maxlen, return_offsets=False)
         return [self.id_to_token(i) for i in ids]
 
     def encode(self, first: str, second: str | None = None, maxlen: int | None = None,

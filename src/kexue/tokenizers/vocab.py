@@ -99,7 +99,8 @@ def save_vocab(path: str | os.PathLike, token_dict: dict[str, int], encoding: st
     """Write {token: id} as a vocab.txt, one token per line in id order (e.g. a simplified vocab)."""
     ids = sorted(token_dict.values())
     if ids != list(range(len(ids))):
-        raise ValueError(f"token_dict ids must be exactly 0..{len(ids) - 1}, got {len(ids)} ids from {ids[:1]} to {ids[-1:]}")
+        raise ValueError(f"token_dict ids must be exactly 0..{len(ids) - 1}, got {len(ids)} ids "
+                         f"from {ids[:1]} to {ids[-1:]}")
     with open(path, "w", encoding=encoding) as writer:
         for token, _ in sorted(token_dict.items(), key=lambda kv: kv[1]):
             writer.write(token + "\n")
