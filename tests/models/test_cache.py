@@ -80,5 +80,5 @@ def test_t5_decoder_cache(tmp_path):
 def test_cache_overflow_is_an_error():
     model = kexue.build_transformer_model(config=BERT, application="lm").eval()
     cache = model.make_cache(1, 4)
-    with pytest.raises(ValueError, match="max_len=4; 0 are filled and 5 more were given"):
+    with pytest.raises(ValueError, match=r"max_len=4 positions; 0 are filled and 5 more were given"):
         model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
