@@ -2,7 +2,8 @@
 synchronous bidirectional beam search, and MLM slot filling."""
 from .bidirectional import SyncBidirectionalBeamSearch, make_r2l_targets
 from .decoder import AutoRegressiveDecoder
+from .generate import generate, left_align
 from .logits import apply_temperature, ban_tokens, repetition_penalty, restrict_tokens, top_k_filter, top_p_filter
 
-__all__ = ["AutoRegressiveDecoder", "SyncBidirectionalBeamSearch", "make_r2l_targets", "apply_temperature",
+__all__ = ["AutoRegressiveDecoder", "generate", "left_align", "SyncBidirectionalBeamSearch", "make_r2l_targets", "apply_temperature",
            "ban_tokens", "repetition_penalty", "restrict_tokens", "top_k_filter", "top_p_filter"]

@@ -1,0 +1,145 @@
+"""Model-level generation with a pre-allocated KV cache: `lm` decoders (GPT, GPT-2, BERT/NEZHA with
+application="lm"), UniLM seq2seq (https://kexue.fm/archives/6933) and T5 encoder-decoders.
+
+The step function plugs the model into `AutoRegressiveDecoder`: the prompt is left-aligned (padding moved to
+the front, position ids = cumsum(mask) - 1) and run once into a static cache; every later step feeds one token
+per row. Beams reorder the cache in place; T5's encoder runs once and its cross-attention K/V stay in the
+cache. `use_cache=False` recomputes the whole sequence every step (the bert4keras way), for checks and timing.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .decoder import AutoRegressiveDecoder
+
+__all__ = ["generate", "left_align"]
+
+
+def left_align(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """Move padding to the front of each row (stable): mask [B, n] and every [B, n] tensor, same permutation."""
+    order = mask.long().argsort(dim=1, stable=True)                                  # pads (0) first
+    return tuple(t.gather(1, order) for t in (mask, *tensors))
+
+
+class _ModelDecoder(AutoRegressiveDecoder):
+    """predict() for one model kind; rows of `inputs` are already expanded to beams / samples."""
+
+    def __init__(self, model, kind: str, use_cache: bool, new_segment: int | None, cache_len: int, **kw):
+        super().__init__(**kw)
+        self.model, self.kind, self.use_cache = model, kind, use_cache
+        self.new_segment, self.cache_len = new_segment, cache_len
+
+    def predict(self, inputs, output_ids, states):
+        if self.kind == "t5":
+            return self._predict_t5(inputs, output_ids, states)
+        ids, mask, seg = inputs                                                     # [N, n] each (seg may be empty)
+        seg = seg if seg.numel() else None
+        N, t = output_ids.shape
+        new_seg = None if seg is None else self._new_segments(seg, N)               # [N, 1]
+        if not self.use_cache:                                                      # recompute everything
+            full = torch.cat([ids, output_ids], 1)
+            full_mask = torch.cat([mask, torch.ones_like(output_ids, dtype=mask.dtype)], 1)
+            pos = (full_mask.long().cumsum(1) - 1).clamp_min(0)
+            full_seg = None if seg is None else torch.cat([seg, new_seg.expand(N, t)], 1)
+            out = self.model(full, segment_ids=full_seg, attention_mask=full_mask, position_ids=pos)
+            return out.logits[:, -1]
+        if states is None:                                                          # prefill the prompt
+            cache = self.model.make_cache(N, self.cache_len)
+            pos = (mask.long().cumsum(1) - 1).clamp_min(0)                          # [N, n]
+            out = self.model(ids, segment_ids=seg, attention_mask=mask, position_ids=pos, cache=cache)
+            return out.logits[:, -1], (cache, pos[:, -1:] + 1)
+        cache, pos = states
+        out = self.model(output_ids[:, -1:], segment_ids=new_seg, position_ids=pos, cache=cache)
+        return out.logits[:, -1], (cache, pos + 1)
+
+    def _new_segments(self, seg: Tensor, N: int) -> Tensor:
+        """Generated tokens' segment ids [N, 1]: `new_segment`, or the prompt's last segment (HF's rule)."""
+        if self.new_segment is not None:
+            return torch.full((N, 1), self.new_segment, dtype=seg.dtype, device=seg.device)
+        return seg[:, -1:]
+
+    def _predict_t5(self, inputs, output_ids, states):
+        enc, mask = inputs                                                          # [N, n, C], [N, n]
+        if not self.use_cache:
+            return self.model.decode(output_ids, enc, mask).logits[:, -1]
+        if states is None:
+            cache = self.model.make_cache(output_ids.shape[0], self.cache_len)
+            return self.model.decode(output_ids, enc, mask, cache=cache).logits[:, -1], cache
+        return self.model.decode(output_ids[:, -1:], enc, mask, cache=states).logits[:, -1], states
+
+
+def _kind(model) -> str:
+    if hasattr(model, "encode") and hasattr(model, "decode"):
+        return "t5"
+    app = getattr(model, "application", None)
+    if app not in ("lm", "unilm"):
+        raise ValueError(f"generate needs a model built with application='lm' or 'unilm' (or an encoder-decoder), "
+                         f"got application={app!r}")
+    return app
+
+
+def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attention_mask: Tensor | None = None, *,
+             max_new_tokens: int = 32, min_new_tokens: int = 1, end_id: int | None = -1,
+             decoder_start_id: int | None = None, num_beams: int = 1, do_sample: bool = False, num_samples: int = 1,
+             topk: int | None = None, topp: float | None = None, temperature: float = 1.0,
+             length_penalty: float = 0.0, repetition_penalty: float = 1.0, banned_ids: Sequence[int] | None = None,
+             allowed_next: Callable | None = None, callback: Callable | None = None, min_ends: int = 1,
+             new_segment: int | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+             use_cache: bool = True, return_scores: bool = False):
+    """Generate from a kexue model (https://kexue.fm/archives/6933).
+
+    input_ids [B, n] prompt (any padding side, given by attention_mask [B, n], 1 = real); segment_ids [B, n]
+    (UniLM: source 0; generated tokens get 1, or `new_segment`; lm models: the prompt's last segment).
+    Greedy by default; `num_beams > 1` beam search; `do_sample` draws `num_samples` per input with top-k/top-p.
+    end_id -1 means the config's eos_token_id; decoder_start_id (T5) defaults to the config's.
+    Returns generated ids without the prompt: a list of B LongTensors (sampling: B lists of num_samples),
+    plus scores (sum of token log-probs) with return_scores.
+    """
+    kind = _kind(model)
+    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.numel() == 0:
+        raise ValueError(f"input_ids must be a non-empty [B, n] tensor, got {getattr(input_ids, 'shape', input_ids)}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if num_beams > 1 and do_sample:
+        raise ValueError(f"choose beam search (num_beams={num_beams}) or sampling (do_sample=True), not both")
+    cfg = model.config
+    end_id = getattr(cfg, "eos_token_id", None) if end_id == -1 else end_id
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device)
+    if tuple(mask.shape) != tuple(input_ids.shape):
+        raise ValueError(f"attention_mask has shape {tuple(mask.shape)}; expected {tuple(input_ids.shape)}")
+    if kind == "unilm" and segment_ids is None:
+        raise ValueError("a UniLM model needs segment_ids for the source (0) part of input_ids")
+    if segment_ids is not None and tuple(segment_ids.shape) != tuple(input_ids.shape):
+        raise ValueError(f"segment_ids has shape {tuple(segment_ids.shape)}; expected {tuple(input_ids.shape)}")
+    if kind == "unilm" and new_segment is None:
+        new_segment = 1
+    with torch.inference_mode():
+        if kind == "t5":
+            start = getattr(cfg, "decoder_start_token_id", None) if decoder_start_id is None else decoder_start_id
+            if start is None:
+                raise ValueError("T5 generation needs decoder_start_id (the config has no decoder_start_token_id)")
+            inputs = [model.encode(input_ids, mask), mask]                          # encoder runs once, [B, n, C]
+            cache_len = max_new_tokens + 1
+        else:
+            start = None
+            seg = segment_ids if segment_ids is not None else input_ids.new_zeros(input_ids.shape[0], 0)
+            if segment_ids is not None:
+                mask, ids, seg = left_align(mask, input_ids, seg)
+            else:
+                mask, ids = left_align(mask, input_ids)
+            inputs = [ids, mask, seg]
+            cache_len = input_ids.shape[1] + max_new_tokens
+        dec = _ModelDecoder(model, kind, use_cache, new_segment, cache_len, start_id=start, end_id=end_id,
+                            maxlen=max_new_tokens, minlen=min_new_tokens, min_ends=min_ends)
+        common = dict(banned_ids=banned_ids, repetition_penalty=repetition_penalty, allowed_next=allowed_next,
+                      return_scores=return_scores)
+        if do_sample:
+            return dec.random_sample(inputs, num_samples, topk, topp, temperature=temperature, seed=seed,
+                                     generator=generator, callback=callback, **common)
+        if num_beams > 1:
+            return dec.beam_search(inputs, num_beams, temperature=temperature, length_penalty=length_penalty,
+                                   **common)
+        return dec.greedy(inputs, callback=callback, **common)
