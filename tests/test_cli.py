@@ -24,9 +24,12 @@ def test_demo_prints_symmetric_similarity_table(capsys):
 
 
 def test_info_reports_architecture_and_loaded_weights(capsys):
-    main(["info", gt.get_model_path()])
+    main(["info", str(gt.get_model_path())])
     out = capsys.readouterr().out
     assert "family       bert" in out and "layers       6" in out
-    assert "parameters   22,565,376" in out             # all-MiniLM-L6-v2 without its pooler head
+    from safetensors.torch import load_file
+    state = load_file(os.path.join(gt.get_model_path(), "model.safetensors"))
+    expected = sum(v.numel() for k, v in state.items() if not k.startswith("pooler.") and k != "embeddings.position_ids")
+    assert f"parameters   {expected:,}" in out          # every checkpoint weight but the pooler head
     assert "skipped heads 2: pooler.dense.bias" in out
     assert os.path.isdir(gt.get_model_path())
