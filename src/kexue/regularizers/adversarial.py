@@ -167,14 +167,15 @@ class VAT:
     """Virtual adversarial training: loss = D(p(x) || p(x + r_adv)) with p(x) under no_grad and r_adv
     the power-iteration estimate of the top eigenvector of the Hessian of D, scaled to eps.
 
-    target: "input" (perturb the first input), a parameter or nn.Embedding (perturb the weight matrix,
-    the author's variant; model_fn must be the nn.Module owning it), or any other nn.Module
-    (perturb its output through a forward hook). distance "kl" on logits or "mse" on outputs.
+    target: "input" (perturb the first input), a parameter (perturb it; model_fn must be the nn.Module
+    owning it), or a module: perturb="weight" (default for nn.Embedding: the embedding matrix, the
+    author's variant) or perturb="output" (default otherwise: its output, through a forward hook).
+    distance "kl" on logits or "mse" on outputs.
     """
 
     def __init__(self, model_fn: Callable, target: str | nn.Module | Tensor = "input", epsilon: float = 1.0,
                  xi: float = 10.0, iters: int = 1, distance: str = "kl", norm: str = "global",
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, perturb: str | None = None) -> None:
         if not epsilon > 0 or not xi > 0 or not isinstance(iters, int) or iters < 0:
             raise ValueError(f"need epsilon > 0, xi > 0, int iters >= 0; got {epsilon!r}, {xi!r}, {iters!r}")
         if distance not in ("kl", "mse"):
@@ -184,7 +185,10 @@ class VAT:
         self.model_fn, self.epsilon, self.xi, self.iters = model_fn, epsilon, xi, iters
         self.distance, self.norm, self.generator = distance, _check_norm(norm), generator
         self.param_name = None
-        if isinstance(target, nn.Embedding):
+        if perturb not in (None, "weight", "output"):
+            raise ValueError(f"perturb must be 'weight', 'output' or None, got {perturb!r}")
+        if isinstance(target, nn.Module) and (perturb or ("weight" if isinstance(target, nn.Embedding)
+                                                          else "output")) == "weight":
             target = target.weight
         if isinstance(target, Tensor):
             if not isinstance(model_fn, nn.Module):
@@ -231,7 +235,9 @@ class VAT:
         r = torch.randn(ref.shape, dtype=ref.dtype, device=ref.device, generator=self.generator)
         for _ in range(self.iters):
             r = (self.xi * _unit(r, self.norm)).requires_grad_(True)
-            (r,) = torch.autograd.grad(self._dist(clean, self._run(r, inputs, kwargs)), r)
+            d = self._dist(clean, self._run(r, inputs, kwargs))
+            g = torch.autograd.grad(d, r, allow_unused=True)[0] if d.requires_grad else None
+            r = torch.zeros_like(r) if g is None else g            # an output that ignores r: no direction
         r_adv = self.epsilon * _unit(r.detach(), self.norm)
         return self._dist(clean, self._run(r_adv, inputs, kwargs))
 
@@ -262,4 +268,4 @@ def adversarial_step(model: nn.Module, loss_fn: Callable, batch: tuple, optimize
         (weight * reg).backward()
         atk.restore()
     optimizer.step()
-    return {"loss": float(loss), "reg": float(reg)}
+    return {"loss": float(loss.detach()), "reg": float(reg.detach())}
