@@ -136,6 +136,8 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
     else:
         rank = None
     key_rank = rank
+    if cache is None and valid is not None and bool(valid.all()):
+        valid = None                                                                  # no padding: no mask
     if cache is not None:
         new_valid = valid if valid is not None else torch.ones(B, n, dtype=torch.bool, device=device)
         new_rank = rank if rank is not None else torch.zeros(B, n, dtype=torch.long, device=device)
