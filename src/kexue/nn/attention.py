@@ -60,7 +60,8 @@ class MultiHeadAttention(nn.Module):
         self.o = nn.Linear(inner, embed_dim, bias=bias if out_bias is None else out_bias)
         self.rotary = rotary
         self.rotary_value = rotary_value
-        self.kernel: Callable[..., Tensor] | None = None   # injected attention kernel (sparse attention)
+        # injected kernel `fn(q, k, v, attn_mask=None, scale=None) -> out` on [B, H, n, D] (sparse attention)
+        self.kernel: Callable[..., Tensor] | None = None
         self.eager = False                                  # force the eager path (debugging)
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -106,7 +107,7 @@ class MultiHeadAttention(nn.Module):
         """softmax(q k^T * scale + bias) v on [B, H, n, D] tensors."""
         p = self.dropout if self.training else 0.0
         if self.kernel is not None and not need_weights:
-            return self.kernel(q, k, v, attn_mask=attn_bias), None
+            return self.kernel(q, k, v, attn_mask=attn_bias, scale=self.scale), None
         if not (need_weights or self.eager):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale), None
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale           # [B, H, n, m]
