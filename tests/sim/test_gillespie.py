@@ -1,0 +1,131 @@
+"""Gillespie SSA (spec core/17, https://kexue.fm/archives/5607): stationary laws of birth-death and
+two-stage gene expression against theory, the event-weighting pitfall, propensities, absorbing states."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kexue.sim.gillespie import ReactionSystem, simulate_ensemble
+
+
+def birth_death(k=10.0, gamma=1.0):
+    s = ReactionSystem(1, ["X"])
+    s.add_reaction(k, [0], [1])
+    s.add_reaction(gamma, [1], [0])
+    return s
+
+
+def gene_expression():
+    """The article's example: 0 -> m (20), m -> m + n (2.5), m -> 0 (1), n -> 0 (1)."""
+    s = ReactionSystem(2, ["mRNA", "protein"])
+    s.add_reaction(20.0, [0, 0], [1, 0])
+    s.add_reaction(2.5, [1, 0], [1, 1])
+    s.add_reaction(1.0, [1, 0], [0, 0])
+    s.add_reaction(1.0, [0, 1], [0, 0])
+    return s
+
+
+def test_birth_death_time_weighted_mean_and_fano_within_3_percent():
+    """Stationary law Poisson(k / gamma): mean 10, Fano factor 1 (400 runs x 50 time units after burn-in)."""
+    res = simulate_ensemble(birth_death(), [10], t_max=60.0, n_runs=400, seed=0, burn_in=10.0)
+    mean, var = res.pooled_mean_var()
+    assert abs(mean[0] / 10 - 1) < 0.03
+    assert abs(var[0] / mean[0] - 1) < 0.03
+
+
+def test_event_weighting_pitfall_is_biased():
+    """Averaging over events weights a state by a_0(n) = k + gamma n: E[n a_0] / E[a_0] = (k L + gamma (L + L^2))
+    / (k + gamma L) = 10.5 for L = 10, not 10.  The same runs' time-weighted mean is right."""
+    res = simulate_ensemble(birth_death(), [10], t_max=60.0, n_runs=400, seed=1, burn_in=10.0)
+    event_mean = float(np.average(res.event_mean[:, 0], weights=res.events))
+    time_mean = res.pooled_mean_var()[0][0]
+    assert abs(event_mean - 10.5) < 0.1 and abs(time_mean - 10) < 0.1
+    traj = birth_death().simulate([10], t_max=300.0, rng=np.random.default_rng(2))
+    assert traj.event_average(burn_in=10.0)[0] > traj.time_average(burn_in=10.0)[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gene_expression_moments(seed):
+    """E[m] = Var[m] = 20, E[n] = 50 (3 %), Fano(n) = 1 + k_p / (gamma_m + gamma_p) = 2.25 (5 %)."""
+    res = simulate_ensemble(gene_expression(), [20, 50], t_max=40.0, n_runs=100, seed=seed, burn_in=10.0)
+    mean, var = res.pooled_mean_var()
+    assert abs(mean[0] / 20 - 1) < 0.03 and abs(var[0] / 20 - 1) < 0.05
+    assert abs(mean[1] / 50 - 1) < 0.03
+    assert abs(var[1] / mean[1] / 2.25 - 1) < 0.05
+
+
+def test_time_weighted_histogram_is_poisson():
+    """One long run (T = 2000): the time-weighted histogram is within total variation 0.03 of Poisson(10)."""
+    traj = birth_death().simulate([10], t_max=2000.0, rng=np.random.default_rng(3))
+    hist = traj.time_weighted_histogram(0, burn_in=10.0)
+    assert sum(hist.values()) == pytest.approx(1.0)
+    support = range(0, 40)
+    tv = 0.5 * sum(abs(hist.get(n, 0.0) - stats.poisson.pmf(n, 10)) for n in support)
+    assert tv < 0.03
+    assert traj.time_average(burn_in=10.0)[0] == pytest.approx(sum(n * p for n, p in hist.items()))
+
+
+def test_waiting_times_are_exponential_for_pure_birth():
+    s = ReactionSystem(1)
+    s.add_reaction(5.0, [0], [1])  # a_0 = 5 in every state
+    traj = s.simulate([0], max_events=5000, rng=np.random.default_rng(4))
+    waits = np.diff(traj.times)
+    assert len(waits) == 5000 and traj.states[-1, 0] == 5000
+    assert stats.kstest(waits, "expon", args=(0, 1 / 5.0)).pvalue > 0.01
+
+
+def test_ensemble_mean_follows_rate_equation():
+    """0 -> X (k), X -> 0 (gamma) from 0: E[n(t)] = (k / gamma)(1 - e^{-gamma t}) within 3 standard errors."""
+    res = simulate_ensemble(birth_death(10.0, 1.0), [0], t_max=0.7, n_runs=10_000, seed=5)
+    x = res.final_states[:, 0]
+    theory = 10 * (1 - math.exp(-0.7))
+    assert abs(x.mean() - theory) < 3 * x.std() / math.sqrt(len(x))
+
+
+def test_propensity_convention_binomial():
+    s = ReactionSystem(2)
+    s.add_reaction(0.5, [2, 0], [0, 1])  # 2A -> B: c n (n - 1) / 2
+    r = s.reactions[0]
+    for n, expected in ((0, 0.0), (1, 0.0), (2, 0.5), (5, 5.0)):
+        assert r.propensity([n, 0]) == expected
+        assert s.propensities(np.array([n, 0]))[0] == expected
+    s.add_reaction(2.0, [1, 3], [0, 0])  # A + 3B: c n_A C(n_B, 3)
+    assert s.propensities(np.array([2, 4]))[1] == 2.0 * 2 * 4
+
+
+def test_absorbing_state_stops_cleanly():
+    s = ReactionSystem(1)
+    s.add_reaction(1.0, [1], [0])  # pure death
+    traj = s.simulate([3], t_max=50.0, rng=np.random.default_rng(6))
+    assert traj.states[-1, 0] == 0 and len(traj.times) == 4 and traj.t_end == 50.0
+    assert np.all(np.diff(traj.times) > 0)
+    res = simulate_ensemble(s, [3], t_max=50.0, n_runs=20, seed=7)
+    assert (res.final_states == 0).all() and (res.events == 3).all()
+
+
+def test_grid_recording_matches_event_path():
+    s, grid = birth_death(), np.linspace(0, 20, 41)
+    traj = s.simulate([5], t_max=20.0, rng=np.random.default_rng(8))
+    on_grid = s.simulate([5], t_max=20.0, rng=np.random.default_rng(8), record="grid", grid=grid)
+    np.testing.assert_array_equal(on_grid, traj.sample_on_grid(grid))
+    np.testing.assert_array_equal(s.stoichiometry(), [[1], [-1]])
+
+
+def test_seeded_runs_are_reproducible():
+    a = simulate_ensemble(birth_death(), [3], t_max=5.0, n_runs=10, seed=11)
+    b = simulate_ensemble(birth_death(), [3], t_max=5.0, n_runs=10, seed=11)
+    np.testing.assert_array_equal(a.final_states, b.final_states)
+    np.testing.assert_array_equal(a.time_mean, b.time_mean)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ReactionSystem(2).add_reaction(1.0, [1], [0, 0]), "2 entries"),
+    (lambda: ReactionSystem(1).add_reaction(-1.0, [1], [0]), "rate"),
+    (lambda: birth_death().simulate([-1], t_max=1.0), "non-negative"),
+    (lambda: birth_death().simulate([1]), "t_max"),
+    (lambda: simulate_ensemble(birth_death(), [1], t_max=1.0, n_runs=2, burn_in=2.0), "burn_in"),
+])
+def test_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
