@@ -37,13 +37,17 @@ def test_blocked_equals_dense_oracle_values_and_grads(pattern, kw, n, causal):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
 
 
-def test_long_block_path_with_left_padding_and_window_larger_than_block():
-    # n spans several local blocks (block 64) and the window exceeds the minimum block size
+@pytest.mark.parametrize("chunk", [1024, 100])
+def test_long_block_path_with_left_padding_and_window_larger_than_block(chunk, monkeypatch):
+    # n spans several local blocks (block 64) and chunks of blocks; the window exceeds the minimum block size
+    import kexue.nn.sparse_attention as sa
+    monkeypatch.setattr(sa, "_CHUNK", chunk)
     q, k, v = _qkv(2, 2, 301, 16, seed=3)
     pad = torch.ones(2, 301, dtype=torch.bool)
     pad[0, :37] = False                                                # left padding: empty rows must be 0
     for pattern, kw in [("local", {"window": 70}), ("local", {"window": 5}), ("strided", {"rate": 13}),
-                        ("atrous", {"rate": 8})]:
+                        ("atrous", {"rate": 8}), ("local", {"window": 9, "causal": True}),
+                        ("local", {"window": 3, "dilation": 2})]:
         args = dict(pattern=pattern, key_padding_mask=pad, **kw)
         dense = sparse_attention(q, k, v, impl="dense_mask", **args)
         blocked = sparse_attention(q, k, v, impl="blocked", **args)

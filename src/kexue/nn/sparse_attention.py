@@ -27,6 +27,7 @@ PATTERNS = ("full", "atrous", "local", "strided")
 IMPLS = ("auto", "dense_mask", "blocked")
 AUTO_BLOCKED_MIN_LEN = 512      # "auto" uses the blocked kernels from this key length on
 _MIN_BLOCK = 64                 # local block size b = max(window, 64): big enough for efficient matmuls
+_CHUNK = 1024                   # local attention handles about this many queries at a time
 _score_log: list[tuple[int, ...]] | None = None
 
 
@@ -133,7 +134,7 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: boo
     bias = torch.zeros(m4.shape, dtype=q.dtype, device=q.device).masked_fill_(~m4, float("-inf"))
     out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=bias, dropout_p=dropout_p, scale=scale)
     out = out.reshape(*(lead[i] for i in perm), Lq, Dv).permute(*[perm.index(i) for i in range(len(lead))], -2, -1)
-    return out.masked_fill(empty, 0.0)
+    return out.masked_fill(empty, 0.0) if bool(empty.any()) else out
 
 
 def _fold(x: Tensor, r: int) -> Tensor:
@@ -160,30 +161,41 @@ def _fold_valid(valid: Tensor | None, n: int, r: int) -> Tensor | None:
 def _local(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None, w: int, causal: bool, exclude_self: bool,
            need_lse: bool, dropout_p: float, scale: float):
     """Blocked local attention |i - j| <= w on [..., L, D]: blocks of b >= w queries see their previous,
-    own and next block of keys (previous and own when causal); scores are [..., L/b, b, 3b]."""
+    own and next block of keys (previous and own when causal); scores are [..., L/b, b, 3b]. Blocks are
+    processed in chunks of about _CHUNK queries, so temporaries stay O(_CHUNK * b) beside the output."""
     L = q.shape[-2]
     b = max(w, min(_MIN_BLOCK, L), 1)
     nb = -(-L // b)
     span = 2 * b if causal else 3 * b
-    q = F.pad(q, (0, 0, 0, nb * b - L)).unflatten(-2, (nb, b))               # [..., nb, b, D]
-    kv_pad = (0, 0, b, nb * b - L + b)
-    k = F.pad(k, kv_pad).unfold(-2, span, b)[..., :nb, :, :].transpose(-1, -2)   # [..., nb, span, D]
-    v = F.pad(v, kv_pad).unfold(-2, span, b)[..., :nb, :, :].transpose(-1, -2)   # [..., nb, span, Dv]
     if valid is None:
         valid = torch.ones(L, dtype=torch.bool, device=q.device)
-    kvalid = F.pad(valid, (b, nb * b - L + b), value=False).unfold(-1, span, b)[..., :nb, :]   # [..., nb, span]
     rel = torch.arange(b, device=q.device)[:, None] - torch.arange(span, device=q.device)[None, :] + b  # i - j
     allowed = rel.abs() <= w
     if causal:
         allowed &= rel >= 0
     if exclude_self:
         allowed &= rel != 0
-    mask = allowed & kvalid[..., None, :]                                     # [..., nb, b, span]
-    res = _attend(q, k, v, mask, need_lse=need_lse, dropout_p=dropout_p, scale=scale)
+    group = max(1, _CHUNK // b)
+    outs, lses = [], []
+    for g0 in range(0, nb, group):
+        g1 = min(nb, g0 + group)
+        s, e = g0 * b, g1 * b                                                # queries [s, e), keys [s - b, e + b)
+        ks, ke = max(0, s - b), min(L, e + (0 if causal else b))
+        kpad = (ks - (s - b), (e + (0 if causal else b)) - ke)
+        qc = F.pad(q[..., s:min(e, L), :], (0, 0, 0, e - min(e, L))).unflatten(-2, (g1 - g0, b))   # [.., G, b, D]
+        kc = F.pad(k[..., ks:ke, :], (0, 0, *kpad)).unfold(-2, span, b).transpose(-1, -2)   # [.., G, span, D]
+        vc = F.pad(v[..., ks:ke, :], (0, 0, *kpad)).unfold(-2, span, b).transpose(-1, -2)   # [.., G, span, Dv]
+        kvalid = F.pad(valid[..., ks:ke], kpad, value=False).unfold(-1, span, b)           # [.., G, span]
+        res = _attend(qc, kc, vc, allowed & kvalid[..., None, :], need_lse=need_lse, dropout_p=dropout_p,
+                      scale=scale)                                           # mask [.., G, b, span]
+        out, lse = res if need_lse else (res, None)
+        outs.append(out.flatten(-3, -2))
+        if need_lse:
+            lses.append(lse.flatten(-2))
+    out = torch.cat(outs, -2)[..., :L, :] if len(outs) > 1 else outs[0][..., :L, :]
     if need_lse:
-        out, lse = res
-        return out.flatten(-3, -2)[..., :L, :], lse.flatten(-2)[..., :L]
-    return res.flatten(-3, -2)[..., :L, :]
+        return out, torch.cat(lses, -1)[..., :L]
+    return out
 
 
 def _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p, scale) -> Tensor:
