@@ -49,7 +49,7 @@ def delta_independent_of_params(optimizer: Optimizer) -> bool:
 
 
 def base_optimizer(optimizer: Optimizer) -> Optimizer:
-    """The innermost (non-derived) optimizer of a chain of wrappers."""
+    """The innermost (non-derived) optimizer of a chain of wrappers (https://kexue.fm/archives/7094)."""
     while isinstance(optimizer, DerivedOptimizer):
         optimizer = optimizer.inner
     return optimizer

@@ -27,7 +27,9 @@ def _check(gamma: float, mode: str) -> None:
 
 
 def clip_scale(grad_norm: Tensor, gamma: float, mode: str = "hard", eps: float = 1e-6) -> Tensor:
-    """c(‖g‖): hard min(1, γ/(‖g‖ + eps)) (torch's clip_grad_norm_ convention) or soft γ/(‖g‖ + γ)."""
+    """Clip factor c(‖g‖) (https://kexue.fm/archives/7469): hard min(1, γ/(‖g‖ + eps)), soft γ/(‖g‖ + γ).
+
+    The hard form uses torch's clip_grad_norm_ convention (eps = 1e-6)."""
     _check(gamma, mode)
     grad_norm = torch.as_tensor(grad_norm)
     if mode == "hard":

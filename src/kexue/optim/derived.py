@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
 from torch.optim import Optimizer
 
 from kexue.ops import piecewise_linear

@@ -115,8 +115,10 @@ class EMAWeights:
     @torch.no_grad()
     def reset(self) -> None:
         """Start the average again from the current weights (after a restart or a weight reload)."""
-        for s, t in zip(self.shadow, self.tensors):
-            s.copy_(t) if self.init == "copy" else s.zero_()
+        if self.init == "copy":
+            torch._foreach_copy_(self.shadow, [t.detach() for t in self.tensors])
+        else:
+            torch._foreach_zero_(self.shadow)
         self.num_updates = 0
 
     def state_dict(self) -> dict[str, Any]:

@@ -91,7 +91,9 @@ def extend_with(base_cls: type[Optimizer], *derivations: str | type[DerivedOptim
 
 def param_groups_by_name(model: nn.Module, rules: list[tuple[str | re.Pattern, dict[str, Any]]],
                          default: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Param groups from parameter names: the first rule whose regex `re.search`es the name gives the options.
+    """Param groups from parameter names (https://kexue.fm/archives/7094): the first matching rule's options.
+
+    A rule is (regex, options); `re.search` on the parameter name decides.
 
     The PyTorch idiom for bert4keras's exclude lists, e.g.
     `param_groups_by_name(model, [(r"bias|LayerNorm|norm", {"weight_decay_rate": 0.0, "layer_adaptation": False})])`.
