@@ -171,6 +171,10 @@ class TheseusModel(nn.Module):
             x = sw(x, bias, empty, positions, use_successor=use)                           # [B, n, C]
         feats = self._top[0](x, use_successor=path[..., -1])                               # [B, C]
         logits = self.head(feats)                                                          # [B, K]
+        if torch.is_grad_enabled() and not logits.requires_grad:
+            # only frozen modules ran: the loss must still backpropagate (to nothing, so an optimizer
+            # step skips every parameter, as Keras does with None gradients in Su's code)
+            logits.requires_grad_(True)
         return ClassifierOutput(logits, classification_loss(logits, labels), path)
 
     def export_successor(self) -> SequenceClassifier:
