@@ -85,11 +85,12 @@ class CallbackList:
     def __getattr__(self, name: str) -> Callable:
         if name not in _HOOKS:
             raise AttributeError(name)
-        targets = self._by_hook[name]
+        targets = [getattr(cb, name) for cb in self._by_hook[name]]
 
         def call(*args, **kwargs):
-            for cb in targets:
-                getattr(cb, name)(*args, **kwargs)
+            for fn in targets:
+                fn(*args, **kwargs)
+        setattr(self, name, call)            # cached: later lookups skip __getattr__
         return call
 
     def on_train_batch_data(self, batch):

@@ -30,6 +30,8 @@ class Meter:
         keys = sorted(self.sums)
         if not keys:
             return {}
+        if not reduce:                                  # one .item() per value, no stacking
+            return {k: float(self.sums[k]) / self.count for k in keys}
         dev = next((v.device for v in self.sums.values() if isinstance(v, Tensor)), torch.device("cpu"))
         vec = torch.stack([torch.as_tensor(self.sums[k], dtype=torch.float64, device=dev).reshape(())
                            for k in keys] + [torch.tensor(self.count, dtype=torch.float64, device=dev)])

@@ -114,7 +114,7 @@ class Trainer:
 
     def backward(self, loss: Tensor) -> None:
         """Scale by 1/(micro-batches in this step) and by the fp16 GradScaler, then backward."""
-        self.scaler.scale(loss * self._loss_scale).backward()
+        self.scaler.scale(loss * self._loss_scale if self._loss_scale != 1.0 else loss).backward()
 
     def train_step(self, batch) -> tuple[int, dict]:
         """One micro-batch: forward, regularizer hooks, backward. -> (batch size, {name: value})."""
@@ -205,8 +205,9 @@ class Trainer:
             self.batch_in_epoch += group
             self.global_step += int(stepped)
             self.callbacks.on_train_batch_end(step, logs)
-            bar.update(1)
-            bar.set_postfix({k_: f"{v:.4g}" for k_, v in logs.items()}, refresh=False)
+            if not bar.disable:
+                bar.update(1)
+                bar.set_postfix({k_: f"{v:.4g}" for k_, v in logs.items()}, refresh=False)
             step += 1
         bar.close()
 
@@ -231,9 +232,10 @@ class Trainer:
             return {name: fn(outputs, targets) for name, fn in self.metrics.items()}
 
     # ---- evaluation and prediction --------------------------------------------------------------
-    def _eval_iter(self, data, batch_size, collate_fn):
+    def _eval_iter(self, data, batch_size, collate_fn, shard: bool = True):
         if isinstance(data, Dataset) and hasattr(data, "__len__"):
-            return build_loader(data, batch_size, world_size=self.dist.world_size, rank=self.dist.rank,
+            world, rank = (self.dist.world_size, self.dist.rank) if shard else (1, 0)
+            return build_loader(data, batch_size * world if shard else batch_size, world_size=world, rank=rank,
                                 train=False, collate_fn=collate_fn)
         return data
 
@@ -264,9 +266,7 @@ class Trainer:
         self.module.eval()
         self.callbacks.on_predict_begin()
         outs = []
-        it = build_loader(data, batch_size, train=False, collate_fn=collate_fn) \
-            if isinstance(data, Dataset) and hasattr(data, "__len__") else data
-        for i, batch in enumerate(it):
+        for i, batch in enumerate(self._eval_iter(data, batch_size, collate_fn, shard=False)):
             self.callbacks.on_predict_batch_begin(i)
             inputs, _ = self.unpack_batch(to_device(batch, self.device))
             with self.autocast():
@@ -280,12 +280,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything for an exact resume. Collective under DDP: every rank must call it."""
         per_rank = gather_objects({"rng": get_rng_state(), "meter": self._epoch_meter.state_dict()})
-        cbs, seen = {}, {}
-        for cb in self.callbacks:
-            if hasattr(cb, "state_dict"):
-                name = type(cb).__name__
-                seen[name] = seen.get(name, -1) + 1
-                cbs[f"{name}:{seen[name]}"] = cb.state_dict()
+        cbs = {key: cb.state_dict() for key, cb in self._stateful_callbacks()}
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(), "global_step": self.global_step, "epoch": self.epoch,
@@ -304,13 +299,18 @@ class Trainer:
         mine = per_rank[self.dist.rank] if len(per_rank) == self.dist.world_size else per_rank[0]
         set_rng_state(mine["rng"])
         self._epoch_meter = Meter.from_state_dict(mine["meter"], self.device)
-        seen = {}
+        for key, cb in self._stateful_callbacks():
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+
+    def _stateful_callbacks(self):
+        """("ClassName:k", callback) for the k-th callback of that class that has a state_dict."""
+        seen: dict[str, int] = {}
         for cb in self.callbacks:
-            if hasattr(cb, "load_state_dict"):
+            if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
                 name = type(cb).__name__
                 seen[name] = seen.get(name, -1) + 1
-                if f"{name}:{seen[name]}" in state["callbacks"]:
-                    cb.load_state_dict(state["callbacks"][f"{name}:{seen[name]}"])
+                yield f"{name}:{seen[name]}", cb
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Atomic write of `state_dict()` by rank 0 (all ranks call it)."""
