@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from kexue.nn.losses import (
-    VAELoss, binary_focal_loss, focal_loss, kl_diag_normals, kl_std_normal, masked_cross_entropy,
+    ClassPrior, VAELoss, binary_focal_loss, focal_loss, kl_diag_normals, kl_std_normal, masked_cross_entropy,
     multilabel_categorical_crossentropy,
 )
 
@@ -62,6 +62,18 @@ def test_vae_loss_terms_match_references():
     prior = torch.randn(6, 2)
     c = VAELoss("mse")(x, logits, mu, lv, prior_mu=prior)
     torch.testing.assert_close(c["kl"], kl_diag_normals(mu, lv, prior, reduction="mean"))
+
+
+def test_class_prior_means_and_samples():
+    prior = ClassPrior(3, 2)
+    assert torch.equal(prior(torch.tensor([0, 2])), torch.zeros(2, 2))  # starts as N(0, I)
+    with torch.no_grad():
+        prior.means.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 1.0]]))
+    z = prior.sample(torch.full((20_000,), 2), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z.mean(0), torch.tensor([-3.0, 1.0]), atol=0.03, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(2), atol=0.03, rtol=0)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        prior(torch.tensor([3]))
 
 
 def test_vae_loss_beta0_is_deterministic_autoencoder():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from kexue.optim.search import ParamSpaceSearch, effective_sample_size, importance_weights
+from kexue.optim.search import ParamSpaceSearch, effective_sample_size, importance_weights, sampled_update
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -133,6 +133,33 @@ def test_step_moves_exactly_by_weighted_deltas_and_restores_between_candidates()
     for s, d in zip(seen[1:], info["deltas"]):
         assert torch.equal(s, (theta.double() + d).to(theta.dtype))
     assert 1 <= info["ess"] <= 9 and info["alpha"] > 0
+
+
+def test_sampled_update_equals_one_optimizer_step():
+    X, y = torch.randn(30, 3), (torch.rand(30) > 0.5).double()
+
+    def make():
+        torch.manual_seed(12)
+        return torch.nn.Linear(3, 1)
+
+    def task(m, batch):
+        with torch.no_grad():
+            return ((m(batch[0]).squeeze(1) > 0).double() != batch[1]).double().mean()
+
+    def surrogate(m, batch):
+        return torch.nn.functional.binary_cross_entropy_with_logits(m(batch[0]).squeeze(1), batch[1])
+
+    a, b = make(), make()
+    theta = torch.nn.utils.parameters_to_vector(a.parameters()).detach().clone()
+    step = sampled_update(a, task, (X, y), surrogate, num_samples=16, sigma=0.1, alpha=0.01,
+                          generator=torch.Generator().manual_seed(3))
+    surrogate(b, (X, y)).backward()
+    ParamSpaceSearch(b.parameters(), num_samples=16, sigma=0.1, alpha=0.01,
+                     generator=torch.Generator().manual_seed(3)).step(lambda: task(b, (X, y)))
+    vec_a = torch.nn.utils.parameters_to_vector(a.parameters()).detach()
+    assert torch.equal(vec_a, torch.nn.utils.parameters_to_vector(b.parameters()).detach())
+    torch.testing.assert_close(step, (vec_a - theta).double())
+    assert all(p.grad is None for p in a.parameters())
 
 
 def _toy(seed=0):

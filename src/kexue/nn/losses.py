@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from kexue.nn.reparam import LOGVAR_RANGE
 
 __all__ = [
-    "kl_std_normal", "kl_diag_normals", "VAELoss", "focal_loss", "binary_focal_loss",
+    "kl_std_normal", "kl_diag_normals", "ClassPrior", "VAELoss", "focal_loss", "binary_focal_loss",
     "multilabel_categorical_crossentropy", "masked_cross_entropy",
 ]
 
@@ -52,6 +52,30 @@ def kl_diag_normals(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tens
     logvar_p = torch.zeros_like(logvar_q) if logvar_p is None else logvar_p.clamp(*LOGVAR_RANGE)
     kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).square()) / logvar_p.exp() - 1)
     return _reduce(kl.sum(-1), reduction, "kl_diag_normals")
+
+
+class ClassPrior(nn.Module):
+    """Learned class means mu^Y = W onehot(y) of the author's conditional VAE: the KL becomes
+    KL(N(mu, sigma^2) || N(mu^Y, I)), and z ~ N(mu^Y, I) generates class y (https://kexue.fm/archives/5253).
+    y [B] class ids -> [B, latent_dim]; zero-initialised (starts as the plain N(0, I) prior)."""
+
+    def __init__(self, num_classes: int, latent_dim: int):
+        super().__init__()
+        if num_classes < 1 or latent_dim < 1:
+            raise ValueError(f"ClassPrior: num_classes and latent_dim must be >= 1, got {num_classes}, {latent_dim}")
+        self.means = nn.Embedding(num_classes, latent_dim)  # row y = W onehot(y)
+        nn.init.zeros_(self.means.weight)
+
+    def forward(self, y: Tensor) -> Tensor:
+        if y.numel() and (y.min() < 0 or y.max() >= self.means.num_embeddings):
+            raise ValueError(f"ClassPrior: class ids must be in [0, {self.means.num_embeddings}), got range "
+                             f"[{y.min().item()}, {y.max().item()}]")
+        return self.means(y)
+
+    def sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ N(mu^Y, I) for each class id in y."""
+        mu = self.forward(y)
+        return mu + torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
 
 
 class VAELoss(nn.Module):

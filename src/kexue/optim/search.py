@@ -12,13 +12,13 @@ gradient descent with lr base_sigma^2 / alpha, and a quadratic one the Newton st
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-__all__ = ["importance_weights", "effective_sample_size", "ParamSpaceSearch"]
+__all__ = ["importance_weights", "effective_sample_size", "ParamSpaceSearch", "sampled_update"]
 
 
 def importance_weights(delta_losses: Tensor, log_q: Tensor, alpha: float, log_base: Tensor | None = None) -> Tensor:
@@ -140,3 +140,23 @@ class ParamSpaceSearch(torch.optim.Optimizer):
         lq1 = -0.5 * (g_mean / sigma).square().sum()
         mix = torch.tensor([self.mix, 1 - self.mix], dtype=torch.float64)
         return torch.logsumexp(torch.stack([torch.zeros((), dtype=torch.float64), lq1]) + mix.log(), 0)[None]
+
+
+def sampled_update(model: torch.nn.Module, task_loss_fn: Callable[[torch.nn.Module, Any], float | Tensor], batch: Any,
+                   surrogate_loss_fn: Callable[[torch.nn.Module, Any], Tensor] | None = None, **kw) -> Tensor:
+    """One ParamSpaceSearch step on `model` for one batch, as a function: the surrogate loss (if given) is
+    backpropagated to place the proposal, every candidate is scored by task_loss_fn(model, batch) on the same
+    batch, the model is updated in place and the applied step vector [P] (float64) is returned.  kw are
+    ParamSpaceSearch's arguments.  Candidates run one after another (task losses such as argmax-based
+    error rates do not vectorise with torch.func in general)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    if surrogate_loss_fn is not None:
+        with torch.enable_grad():
+            surrogate_loss_fn(model, batch).backward()
+    before = parameters_to_vector(params).detach().double()
+    ParamSpaceSearch(params, **kw).step(lambda: task_loss_fn(model, batch), surrogate_grad=surrogate_loss_fn is not None)
+    for p in params:
+        p.grad = None
+    return parameters_to_vector(params).detach().double() - before
