@@ -26,11 +26,12 @@ from kexue.optim.ema import EMAWeights, ExponentialMovingAverage
 from kexue.optim.factory import extend_with, param_groups_by_name
 from kexue.optim.lazy import LazyUpdate
 from kexue.optim.lookahead import Lookahead
+from kexue.optim.search import importance_weights, effective_sample_size, ParamSpaceSearch, sampled_update
 
 __all__ = [
     "DerivedOptimizer", "base_optimizer", "WeightDecay", "LayerAdaptation", "PiecewiseLinearLR",
     "piecewise_linear", "piecewise_linear_lambda", "GradientAccumulation", "SchedulerOnUpdate",
     "no_sync_if_accumulating", "Lookahead", "LazyUpdate", "EMAWeights", "ExponentialMovingAverage",
     "GradientClipping", "ClipGrad", "clip_grads_", "clip_scale", "smoothness_probe", "extend_with",
-    "param_groups_by_name",
+    "param_groups_by_name", 'importance_weights', 'effective_sample_size', 'ParamSpaceSearch', 'sampled_update',
 ]
