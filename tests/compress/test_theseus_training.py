@@ -43,7 +43,7 @@ def _fit(model, steps, g, lr=3e-3):
 
 
 def test_theseus_successor_learns_the_task_in_seconds():
-    start = time.perf_counter()
+    start = time.process_time()          # CPU seconds: wall time on the shared machine is noisy
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     pretrained = kexue.build_transformer_model(config=CFG)
@@ -61,8 +61,9 @@ def test_theseus_successor_learns_the_task_in_seconds():
     _fit(theseus, 120, g)
     after = _accuracy(theseus.eval(), torch.Generator().manual_seed(1))
     exported = theseus.export_successor().eval()
+    print(f"successor-only accuracy {before:.3f} -> {after:.3f}, {time.process_time() - start:.1f} CPU s")
     assert before < 0.75 and after > 0.95, (before, after)
     assert _accuracy(exported, torch.Generator().manual_seed(1)) == after
     assert all(torch.equal(a, b) for a, b in zip(head_before, teacher.head.parameters()))
     assert _accuracy(teacher, torch.Generator().manual_seed(1)) > 0.97             # the teacher is untouched
-    assert time.perf_counter() - start < 20
+    assert time.process_time() - start < 20

@@ -51,6 +51,7 @@ def test_token_attribution_scores_and_render():
     assert float(mm.min()) == 0.0 and float(mm.max()) == 1.0
     assert att.scores("l2", "minmax", exclude_special=True).tolist() == [0.0, 0.0, 0.0]   # one token: no span
     assert abs(att.relative_error - 1.0) < 1e-12
+    assert att.summary() == "target=0 F(x)=0.9 F(x')=0.5 delta=-0.4 (100.00% of F(x) - F(x'))"
     assert "ok" in att.render("html") and "\x1b[" in att.render("ansi") and att.render("text").startswith("[CLS](")
     with pytest.raises(ValueError, match="reduce"):
         att.scores("mean")

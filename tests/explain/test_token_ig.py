@@ -117,6 +117,23 @@ def test_matches_captum_layer_ig_with_a_pad_baseline(trained_classifier, method)
     torch.testing.assert_close(torch.tensor([a.delta for a in atts]), delta.float(), rtol=1e-3, atol=1e-4)
 
 
+def test_full_embedding_output_matches_captum_layer_ig(trained_classifier):
+    """embedding_module=backbone.embeddings interpolates the whole embedding output (after LayerNorm)."""
+    model = trained_classifier
+    ids, _, _ = marker_batch(2, generator=torch.Generator().manual_seed(14))
+    segs = torch.zeros_like(ids)
+    emb = model.backbone.embeddings
+    ig = TokenIntegratedGradients(model, embedding_module=emb, baseline="pad", output="logit", n_steps=30)
+    atts = ig.attribute_batch(ids, segs, target=0)
+    lig = LayerIntegratedGradients(lambda i, s: model(i, segment_ids=s).logits, emb)
+    theirs = lig.attribute(ids, torch.full_like(ids, PAD), target=0, additional_forward_args=(segs,), n_steps=30,
+                           method="gausslegendre")
+    torch.testing.assert_close(torch.stack([a.vectors for a in atts]), theirs, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        hooked = ig.forward_from_embeddings(ig.token_embeddings(ids, segs), ids, segs)
+    torch.testing.assert_close(hooked, model(ids, segment_ids=segs).logits, rtol=0, atol=1e-6)
+
+
 def test_internal_batch_size_and_padding_do_not_change_the_result(trained_classifier):
     ids, _, _ = marker_batch(2, generator=torch.Generator().manual_seed(10))
     whole = TokenIntegratedGradients(trained_classifier, n_steps=12).attribute(ids[0])

@@ -40,6 +40,11 @@ class TokenAttribution:
         gap = abs(self.f_input - self.f_baseline)
         return abs(self.delta) / gap if gap > 0 else float("inf")
 
+    def summary(self) -> str:
+        """One line to print beside every explanation: target, F(x), F(x'), delta and the relative error."""
+        return (f"target={self.target} F(x)={self.f_input:.6g} F(x')={self.f_baseline:.6g} "
+                f"delta={self.delta:.3g} ({100 * self.relative_error:.2f}% of F(x) - F(x'))")
+
     def scores(self, reduce: str = "sum", normalize: str = "none", exclude_special: bool = False) -> Tensor:
         """Per-token scores [n]: signed `sum` over E (completeness per token), `l2` or `max_abs`; then optional
         `minmax` / `max_abs` normalisation, computed over non-special tokens when exclude_special (those get 0)."""
@@ -87,7 +92,8 @@ class TokenIntegratedGradients:
     model(input_ids, segment_ids=..., attention_mask=...) must return logits [B, C] (or an object with
     `.logits`). F is the softmax probability (`output="prob"`), the logit or the log-probability of `target`
     (default: the predicted class). baseline: "zero", "pad", "mask" (embedding of pad/mask_token_id) or a
-    tensor broadcastable to [B, n, E]. keep_special_tokens_fixed keeps `special_token_ids` at their true
+    tensor broadcastable to [B, n, E]. embedding_module defaults to the model's `*embeddings.word`; any module
+    run once per forward works (e.g. `backbone.embeddings`: the whole embedding output). keep_special_tokens_fixed keeps `special_token_ids` at their true
     embeddings along the path (they then get exactly 0). The model runs in eval mode (dropout off)."""
 
     def __init__(self, model: nn.Module, embedding_module: nn.Module | None = None,
@@ -118,8 +124,7 @@ class TokenIntegratedGradients:
         """F's vector [R, C] with the token-embedding output replaced by token_embeds [R, n, E]; R is a multiple
         of B = len(input_ids) (the ids, segments and mask are tiled R / B times, step-major)."""
         reps = token_embeds.shape[0] // input_ids.shape[0]
-        kw = {k: v.repeat(reps, 1) for k, v in (("segment_ids", segment_ids), ("attention_mask", attention_mask))
-              if v is not None}
+        kw = self._forward_kwargs(segment_ids, attention_mask, reps)
 
         def hook(module: nn.Module, args: Any, out: Tensor) -> Tensor:
             if out.shape != token_embeds.shape:
@@ -140,21 +145,36 @@ class TokenIntegratedGradients:
             return logits.softmax(-1)
         return logits.log_softmax(-1) if self.output == "log_prob" else logits
 
-    def token_embeddings(self, input_ids: Tensor) -> Tensor:
-        """The token-embedding module's own output [B, n, E]."""
-        with torch.no_grad():
-            return self.embedding_module(input_ids)
+    def _forward_kwargs(self, segment_ids: Tensor | None, attention_mask: Tensor | None, reps: int = 1) -> dict:
+        return {k: v.repeat(reps, 1) for k, v in (("segment_ids", segment_ids), ("attention_mask", attention_mask))
+                if v is not None}
 
-    def baseline_embeddings(self, input_ids: Tensor) -> Tensor:
+    def token_embeddings(self, input_ids: Tensor, segment_ids: Tensor | None = None,
+                         attention_mask: Tensor | None = None) -> Tensor:
+        """The embedding module's output [B, n, E] in the model's own forward (captured by a hook, so any
+        embedding-like module works: the word table, or `backbone.embeddings` for the full embedding output)."""
+        captured = []
+        handle = self.embedding_module.register_forward_hook(lambda m, args, out: captured.append(out.detach()))
+        try:
+            with torch.no_grad():
+                self.model(input_ids, **self._forward_kwargs(segment_ids, attention_mask))
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise ValueError(f"embedding_module ran {len(captured)} times in one forward of the model; expected once")
+        return captured[0]
+
+    def baseline_embeddings(self, input_ids: Tensor, segment_ids: Tensor | None = None,
+                            attention_mask: Tensor | None = None) -> Tensor:
         """x' [B, n, E]: zeros, the pad / mask embedding or the given tensor; special tokens kept at x when fixed."""
-        x = self.token_embeddings(input_ids)
+        x = self.token_embeddings(input_ids, segment_ids, attention_mask)
         if isinstance(self.baseline, Tensor):
             base = self.baseline.detach().to(x).broadcast_to(x.shape).clone()
         elif self.baseline == "zero":
             base = torch.zeros_like(x)
         else:
             tok = self.pad_token_id if self.baseline == "pad" else self.mask_token_id
-            base = self.token_embeddings(torch.full_like(input_ids, tok))
+            base = self.token_embeddings(torch.full_like(input_ids, tok), segment_ids, attention_mask)
         if self.keep_special_tokens_fixed:
             base = torch.where(self._special(input_ids)[..., None], x, base)
         return base
@@ -175,7 +195,8 @@ class TokenIntegratedGradients:
         self.model.eval()
         try:
             fwd = lambda e: self.forward_from_embeddings(e, input_ids, segment_ids, attention_mask)  # noqa: E731
-            x, base = self.token_embeddings(input_ids), self.baseline_embeddings(input_ids)
+            x = self.token_embeddings(input_ids, segment_ids, attention_mask)
+            base = self.baseline_embeddings(input_ids, segment_ids, attention_mask)
             if target is None:
                 target = fwd(x).argmax(-1)                                            # predicted class [B]
             attr, delta = integrated_gradients(fwd, x, base, target, self.n_steps, self.method,
