@@ -178,6 +178,10 @@ def test_baselines_mask_and_tensor(trained_classifier):
         TokenIntegratedGradients(trained_classifier, output="odds")
     with pytest.raises(ValueError, match="special_token_ids"):
         TokenIntegratedGradients(trained_classifier, keep_special_tokens_fixed=True)
+    with pytest.raises(TypeError, match="input_ids"):
+        TokenIntegratedGradients(trained_classifier).attribute_batch(ids.float())
+    with pytest.raises(ValueError, match="input_ids"):
+        TokenIntegratedGradients(trained_classifier).attribute_batch(ids[None])
     with pytest.raises(ValueError, match="one sequence"):
         TokenIntegratedGradients(trained_classifier).attribute(torch.cat([ids, ids]))
 

@@ -93,8 +93,9 @@ class TokenIntegratedGradients:
     `.logits`). F is the softmax probability (`output="prob"`), the logit or the log-probability of `target`
     (default: the predicted class). baseline: "zero", "pad", "mask" (embedding of pad/mask_token_id) or a
     tensor broadcastable to [B, n, E]. embedding_module defaults to the model's `*embeddings.word`; any module
-    run once per forward works (e.g. `backbone.embeddings`: the whole embedding output). keep_special_tokens_fixed keeps `special_token_ids` at their true
-    embeddings along the path (they then get exactly 0). The model runs in eval mode (dropout off)."""
+    run once per forward works (e.g. `backbone.embeddings`: the whole embedding output). keep_special_tokens_fixed
+    keeps `special_token_ids` at their true embeddings along the path (they then get exactly 0). The model runs
+    in eval mode during attribution (dropout off) and gets its mode back afterwards."""
 
     def __init__(self, model: nn.Module, embedding_module: nn.Module | None = None,
                  baseline: Literal["zero", "pad", "mask"] | Tensor = "zero",
@@ -188,7 +189,10 @@ class TokenIntegratedGradients:
                         attention_mask: Tensor | None = None,
                         target: int | Tensor | None = None) -> list[TokenAttribution]:
         """One TokenAttribution per row of input_ids [B, n] (padding positions, mask 0, are dropped)."""
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+        if not isinstance(input_ids, Tensor) or input_ids.is_floating_point():
+            raise TypeError(f"input_ids must be an integer tensor [B, n], got "
+                            f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}")
+        if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be an integer tensor [B, n], got "
                              f"{tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__}")
         was_training = self.model.training
@@ -198,11 +202,13 @@ class TokenIntegratedGradients:
             x = self.token_embeddings(input_ids, segment_ids, attention_mask)
             base = self.baseline_embeddings(input_ids, segment_ids, attention_mask)
             if target is None:
-                target = fwd(x).argmax(-1)                                            # predicted class [B]
-            attr, delta = integrated_gradients(fwd, x, base, target, self.n_steps, self.method,
-                                               self.internal_batch_size, demo_compatible=self.demo_compatible)
+                with torch.no_grad():
+                    target = fwd(x).argmax(-1)                                        # predicted class [B]
+            attr = integrated_gradients(fwd, x, base, target, self.n_steps, self.method, self.internal_batch_size,
+                                        return_convergence_delta=False, demo_compatible=self.demo_compatible)
             tgt = torch.as_tensor(target, device=x.device).reshape(-1).expand(x.shape[0])
             f_x, f_base = endpoint_values(fwd, x, tgt), endpoint_values(fwd, base, tgt)
+            delta = attr.reshape(x.shape[0], -1).sum(1) - (f_x - f_base)              # [B]
         finally:
             self.model.train(was_training)
         special = self._special(input_ids)
