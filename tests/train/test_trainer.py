@@ -206,3 +206,14 @@ def test_csv_logger_matches_history(tmp_path):
     rows = path.read_text().strip().splitlines()
     assert rows[0] == "epoch,loss,val_loss" and len(rows) == 4
     assert [float(r.split(",")[2]) for r in rows[1:]] == pytest.approx(hist.history["val_loss"], rel=1e-12)
+
+
+def test_schedule_callback_matches_kexue_optim_piecewise_linear_lr():
+    from kexue.optim import PiecewiseLinearLR
+    ds, schedule = _data(n=40), {4: 1.0, 8: 0.5}
+    a, b = _model(), _model()
+    Trainer(a, torch.optim.SGD(a.parameters(), lr=0.2), F.cross_entropy).fit(
+        ds, epochs=3, batch_size=8, callbacks=[PiecewiseLinearSchedule(schedule)], verbose=0)
+    Trainer(b, PiecewiseLinearLR(torch.optim.SGD(b.parameters(), lr=0.2), schedule), F.cross_entropy).fit(
+        ds, epochs=3, batch_size=8, verbose=0)
+    torch.testing.assert_close(_params(a), _params(b), atol=1e-12, rtol=0)
