@@ -98,10 +98,17 @@ class VectorQuantizer(nn.Module):
         return zl.reshape(-1, self.dim), zl.shape
 
     def distances(self, flat: Tensor) -> Tensor:
-        """Squared distances [N, K] in float32, clamped at 0 (the expanded form can round below 0)."""
-        f, e = flat.float(), self.weight.float()
-        d = torch.addmm((e * e).sum(1)[None, :], f, e.T, alpha=-2.0) + (f * f).sum(1, keepdim=True)
-        return d.clamp_min_(0.0)
+        """Squared distances |z|^2 + |e|^2 - 2 z.e [N, K] in float32, clamped at 0 (rounding can go below 0)."""
+        f = flat.float()
+        return (self._code_scores(f) + (f * f).sum(1, keepdim=True)).clamp_min_(0.0)
+
+    def _code_scores(self, f: Tensor) -> Tensor:
+        """|e|^2 - 2 z.e [N, K] as one matmul of augmented vectors [z, 1] . [-2e, |e|^2]: the distance minus
+        the per-row constant |z|^2, enough for argmin and no extra passes over the [N, K] matrix."""
+        e = self.weight.detach().float()
+        e_aug = torch.cat([-2.0 * e, (e * e).sum(1, keepdim=True)], 1)  # [K, D + 1]
+        f_aug = torch.cat([f, f.new_ones(f.shape[0], 1)], 1)  # [N, D + 1]
+        return f_aug @ e_aug.T
 
     def lookup(self, indices: Tensor) -> Tensor:
         """Code ids [...] -> vectors with the channel dim at channel_dim (for sampling with a prior)."""
@@ -115,7 +122,7 @@ class VectorQuantizer(nn.Module):
         if self.training and not bool(self.initialized):
             self._kmeans_init(flat.detach())
         with torch.autocast(device_type=flat.device.type, enabled=False):
-            indices = self.distances(flat.detach()).argmin(1)  # [N], ties -> lowest index
+            indices = self._code_scores(flat.detach().float()).argmin(1)  # [N], ties -> lowest index
         z_q = F.embedding(indices, self.weight).to(flat.dtype)  # [N, D]
         codebook_loss = F.mse_loss(z_q, flat.detach())
         commitment_loss = F.mse_loss(flat, z_q.detach())
