@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kexue.nn.quantize import VectorQuantizer, code_perplexity, straight_through
 

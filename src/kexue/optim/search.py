@@ -52,6 +52,7 @@ class ParamSpaceSearch(torch.optim.Optimizer):
     alpha -> 0 the loss never increases.  alpha="auto" uses the median |dl| of the candidates.
     sigma is absolute (per param group); mix is the weight of the zero-centred component.  Parameters are
     restored exactly after scoring; use eval-mode (or fixed) dropout and the same batch for every call.
+    A candidate whose loss is NaN gets weight 0; a NaN l(theta) (all weights undefined) raises ValueError.
     The step returns {"loss", "ess", "best_delta_loss", "weights", "deltas", "alpha"}.
     """
 

@@ -9,7 +9,7 @@ matrix norm is what torch's spectral_norm uses, and it is NOT the operator norm 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
