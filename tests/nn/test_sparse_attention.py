@@ -1,5 +1,6 @@
 """Sparse attention (https://kexue.fm/archives/6853): blocked kernels vs the dense-mask oracle, mask algebra,
 closed-form pair counts, leakage, padding and cost."""
+import importlib
 import functools
 
 import pytest
@@ -40,7 +41,7 @@ def test_blocked_equals_dense_oracle_values_and_grads(pattern, kw, n, causal):
 @pytest.mark.parametrize("chunk", [1024, 100])
 def test_long_block_path_with_left_padding_and_window_larger_than_block(chunk, monkeypatch):
     # n spans several local blocks (block 64) and chunks of blocks; the window exceeds the minimum block size
-    import kexue.nn.sparse_attention as sa
+    sa = importlib.import_module("kexue.nn.sparse_attention")   # the package attribute is the function
     monkeypatch.setattr(sa, "_CHUNK", chunk)
     q, k, v = _qkv(2, 2, 301, 16, seed=3)
     pad = torch.ones(2, 301, dtype=torch.bool)

@@ -1,4 +1,6 @@
-"""kexue.sim: stochastic simulation (Gillespie SSA, https://kexue.fm/archives/5607)."""
-from kexue.sim.gillespie import EnsembleResult, Reaction, ReactionSystem, Trajectory, simulate_ensemble
+"""Stochastic simulation (Gillespie SSA, https://kexue.fm/archives/5607)."""
+from .gillespie import Reaction, ReactionSystem, Trajectory, EnsembleResult, simulate_ensemble
 
-__all__ = ["Reaction", "ReactionSystem", "Trajectory", "EnsembleResult", "simulate_ensemble"]
+__all__ = [
+    'Reaction', 'ReactionSystem', 'Trajectory', 'EnsembleResult', 'simulate_ensemble'
+]
