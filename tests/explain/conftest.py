@@ -29,17 +29,8 @@ def marker_batch(B: int, n: int = 8, generator: torch.Generator | None = None):
     return ids, labels, pos + 1
 
 
-@pytest.fixture(autouse=True, scope="package")
-def _one_thread():
-    """Tiny shapes run faster on one thread than fighting for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="package")
-def trained_classifier(_one_thread):
+def trained_classifier():
     """A 2-layer d=32 BERT + pooler + linear head trained to 100% accuracy (60 Adam steps, ~2 s)."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

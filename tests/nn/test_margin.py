@@ -11,15 +11,6 @@ from kexue.nn.margin import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes run faster on one thread than fighting for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cosines(B=8, C=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     z = F.normalize(torch.randn(B, 5, generator=g), dim=-1)

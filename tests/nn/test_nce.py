@@ -11,15 +11,6 @@ from kexue.nn.nce import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small full-batch fits run faster on one thread than fighting for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 LOG_Z = math.log(integrate.quad(lambda x: math.exp(-x * x - 0.5 * x**4), -10, 10)[0])  # 0.3963
 
 

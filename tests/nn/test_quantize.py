@@ -8,15 +8,6 @@ import torch
 from kexue.nn.quantize import VectorQuantizer, code_perplexity, straight_through
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes run faster on one thread than fighting for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _vq(**kw):
     torch.manual_seed(0)
     vq = VectorQuantizer(num_codes=16, dim=4, **kw)

@@ -12,15 +12,6 @@ from kexue.nn.reparam import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes run faster on one thread than fighting for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_gumbel_max_matches_softmax_chi_square():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(5, generator=g)

@@ -10,15 +10,6 @@ from kexue.regularizers.lipschitz import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes run faster on one thread than fighting for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_estimate_matches_matrix_norm_ord2():
     """Power iteration converges like (sigma_2 / sigma_1)^(2 iters).  Random 64x32 Gaussians have
     sigma_2 / sigma_1 ~ 0.96, so 50 iterations give ~3e-3 and 1e-4 needs ~500; with a spectral gap

@@ -9,15 +9,6 @@ from kexue.regularizers.mixup import (MixupCollate, SamplePairingSchedule, linea
                                       mixup_cross_entropy, mixup_embeddings, sample_mix_coef, sample_pairing)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: one intra-op thread is faster and steadier on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 4.0])
 def test_mix_coef_moments(alpha):
     lam = sample_mix_coef(alpha, (100_000,), generator=torch.Generator().manual_seed(0)).double()

@@ -8,15 +8,6 @@ from torch.func import jacrev, vmap
 from kexue.regularizers.noise import GaussianNoise, gaussian_noise, output_gradient_penalty
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: one intra-op thread is faster and steadier on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_linear_squared_loss_noise_equals_sigma2_norm_w_and_laplacian():
     g = torch.Generator().manual_seed(0)
     d, sigma = 6, 0.3

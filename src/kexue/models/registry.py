@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import TransformerConfig, read_hf_config
-from .loading import KeyMap, LoadReport, load_into, read_state_dict, write_safetensors
+from .loading import KeyMap, load_into, read_state_dict, write_safetensors
 
 __all__ = ["register_model", "build_transformer_model", "save_pretrained", "model_names", "Family"]
 

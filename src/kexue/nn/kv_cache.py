@@ -37,7 +37,7 @@ class KVCache:
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write k, v [B, H, t, D] at the current length; return views of all filled keys [B, H, L + t, D]."""
-        t, end = k.shape[2], self.length + k.shape[2]
+        end = self.length + k.shape[2]
         self.k[layer][:, :, self.length:end] = k
         self.v[layer][:, :, self.length:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
