@@ -18,8 +18,16 @@ def main():
     ckpt, src_len, new, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     torch.set_num_threads(os.cpu_count())
     weights = os.path.join(ckpt, "model.safetensors")
-    model = build_transformer_model(config_path=os.path.join(ckpt, "config.json"), checkpoint_path=weights,
-                                    application="unilm", with_mlm=True).eval()
+    with open(os.path.join(ckpt, "config.json")) as f:
+        cfg = json.load(f)
+    for k, v in dict(hidden_act="gelu", type_vocab_size=2, layer_norm_eps=1e-12, initializer_range=0.02,
+                     pad_token_id=0).items():          # HF defaults that bert4torch wants spelled out
+        cfg.setdefault(k, v)
+    config_path = os.path.join(ckpt, "b4t_config.json")
+    with open(config_path, "w") as f:
+        json.dump(cfg, f)
+    model = build_transformer_model(config_path=config_path, checkpoint_path=weights,
+                                    application="unilm", with_mlm=True, tie_emb_prj_weight=True).eval()
     model.to(getattr(torch, dtype))
 
     class UniLMDecoder(AutoRegressiveDecoder):

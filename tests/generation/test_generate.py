@@ -157,3 +157,11 @@ def test_generate_rejects_bad_input(gpt2_pair):
                                                         intermediate_size=16))
     with pytest.raises(ValueError, match="application"):
         generate(encoder, ids)
+
+
+def test_model_generate_delegates(gpt2_pair, t5_pair):
+    ids, mask = _prompts(2, 4)
+    for model in (gpt2_pair[1], t5_pair[1]):
+        a = model.generate(ids, attention_mask=mask, max_new_tokens=5)
+        b = generate(model, ids, attention_mask=mask, max_new_tokens=5)
+        assert [s.tolist() for s in a] == [s.tolist() for s in b]
