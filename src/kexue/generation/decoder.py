@@ -35,6 +35,9 @@ class AutoRegressiveDecoder:
     Args: start_id (None: start from nothing), end_id (None: run to maxlen), maxlen (max generated tokens),
     minlen (end_id is banned before this many tokens), min_ends (a row ends at its min_ends-th end_id),
     predict (a callable, or override the method), rtype ("logits" or "probas": what predict returns).
+    Hooks on every strategy: banned_ids, repetition_penalty (over the generated tokens, not the prompt),
+    allowed_next(output_ids [N, t], batch_index [N]) -> bool [N, V]; greedy / sampling also take a streaming
+    callback(step, tokens [N], finished [N]).
     """
 
     def __init__(self, start_id: int | None, end_id: int | None, maxlen: int, minlen: int = 1,
