@@ -13,15 +13,6 @@ from .toy import brute_force_best
 PAD, BOS, EOS = 0, 1, 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny LSTMs run fastest single-threaded (two threads on a busy 2-core box spin for seconds)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_make_r2l_targets_reverse_before_padding():
     l2r = [BOS, 5, 6, 7, EOS]
     r2l = make_r2l_targets(l2r, BOS, EOS)

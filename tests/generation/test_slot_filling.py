@@ -101,32 +101,27 @@ def _qa_task(n, rng):
 def test_slot_reader_learns_synthetic_reading_comprehension():
     """300 steps (~10 s on a quiet 2-core box); constrained decoding reads the span and beats (or ties) the
     plain per-slot argmax."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rng = random.Random(0)
-        reader = MLMSlotReader(_tiny_bert(VOCAB, hidden=128), MASK, SEP, CLS, num_slots=4)
-        opt = torch.optim.Adam(reader.parameters(), 2e-3)
-        warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))
-        for step in range(300):
-            built = [reader.build_inputs(q, p, answer_ids=a) for q, p, a in _qa_task(32, rng)]
-            ids = sequence_padding([b["input_ids"] for b in built])
-            loss = reader(ids, answer_ids=torch.tensor([b["answer_ids"] for b in built])).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            warmup.step()
-        reader.eval()
-        test = _qa_task(60, random.Random(1))
-        constrained = plain = 0
-        for q, p, a in test:
-            got, _ = reader.answer(q, [p])
-            constrained += list(got) == a
-            ids = torch.tensor([reader.build_inputs(q, p)["input_ids"]])
-            with torch.no_grad():
-                arg = reader(ids).slot_logits[0].argmax(-1).tolist()
-            plain += (arg[:arg.index(SEP)] if SEP in arg else arg) == a
-        assert constrained / len(test) >= 0.7
-        assert constrained >= plain
-    finally:
-        torch.set_num_threads(n)
+    rng = random.Random(0)
+    reader = MLMSlotReader(_tiny_bert(VOCAB, hidden=128), MASK, SEP, CLS, num_slots=4)
+    opt = torch.optim.Adam(reader.parameters(), 2e-3)
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))
+    for step in range(300):
+        built = [reader.build_inputs(q, p, answer_ids=a) for q, p, a in _qa_task(32, rng)]
+        ids = sequence_padding([b["input_ids"] for b in built])
+        loss = reader(ids, answer_ids=torch.tensor([b["answer_ids"] for b in built])).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        warmup.step()
+    reader.eval()
+    test = _qa_task(60, random.Random(1))
+    constrained = plain = 0
+    for q, p, a in test:
+        got, _ = reader.answer(q, [p])
+        constrained += list(got) == a
+        ids = torch.tensor([reader.build_inputs(q, p)["input_ids"]])
+        with torch.no_grad():
+            arg = reader(ids).slot_logits[0].argmax(-1).tolist()
+        plain += (arg[:arg.index(SEP)] if SEP in arg else arg) == a
+    assert constrained / len(test) >= 0.7
+    assert constrained >= plain
