@@ -108,7 +108,16 @@ class _DecoderOnly(Transformer):
 
     @staticmethod
     def hf_config_updates(cfg: TransformerConfig) -> dict:
-        return {"vocab_size": cfg.vocab_size, "n_layer": cfg.num_layers}
+        out = {"model_type": cfg.model_type, "vocab_size": cfg.vocab_size, "n_embd": cfg.hidden_size,
+               "n_layer": cfg.num_layers, "n_head": cfg.num_heads, "n_inner": cfg.intermediate_size,
+               "n_positions": cfg.max_position, "layer_norm_epsilon": cfg.layer_norm_eps,
+               "resid_pdrop": cfg.dropout, "attn_pdrop": cfg.attention_dropout,
+               "tie_word_embeddings": cfg.tie_word_embeddings}
+        if cfg.final_norm:      # GPT-2
+            out["activation_function"] = cfg.hidden_act
+        else:   # OpenAI GPT: HF's afn "gelu" is the tanh approximation kexue calls gelu_new
+            out["afn"] = {"gelu_new": "gelu"}.get(cfg.hidden_act, cfg.hidden_act)
+        return out
 
 
 @register_model("gpt2", config_from_hf=gpt2_config_from_hf, convert_in=conv1d_in, convert_out=conv1d_out,

@@ -18,6 +18,7 @@ from .loading import KeyMap, load_into, read_state_dict, write_safetensors
 
 __all__ = ["register_model", "build_transformer_model", "save_pretrained", "model_names", "Family"]
 
+HF_MODEL_TYPES = {"gpt": "openai-gpt"}
 VOCAB_KEYS = ("embeddings.word.weight", "mlm.bias", "mlm.decoder", "lm_head.weight", "shared.weight")
 
 
@@ -77,6 +78,8 @@ def build_transformer_model(checkpoint: str | os.PathLike | None = None, config:
         raise ValueError("config has no 'model_type'; pass model='bert' (or another family)")
     fam = _family(name)
     cfg = fam.config_from_hf(hf)
+    if "model_type" not in hf:          # a bare config dict: record the family under HF's name for it
+        cfg = cfg.replace(model_type=HF_MODEL_TYPES.get(fam.name, fam.name))
     original_layers = cfg.num_layers
     cfg = cfg.replace(**overrides) if overrides else cfg
     original_vocab = cfg.vocab_size

@@ -119,8 +119,17 @@ class T5(nn.Module):
 
     @staticmethod
     def hf_config_updates(cfg: TransformerConfig) -> dict:
-        return {"vocab_size": cfg.vocab_size, "num_layers": cfg.num_layers, "num_decoder_layers": cfg.num_decoder_layers,
-                "scale_decoder_outputs": cfg.scale_logits}
+        act = "gelu" if cfg.gated_ffn and cfg.hidden_act == "gelu_new" else cfg.hidden_act
+        return {"model_type": cfg.model_type, "vocab_size": cfg.vocab_size, "d_model": cfg.hidden_size,
+                "d_kv": cfg.head_dim, "d_ff": cfg.intermediate_size, "num_heads": cfg.num_heads,
+                "num_layers": cfg.num_layers, "num_decoder_layers": cfg.num_decoder_layers,
+                "feed_forward_proj": ("gated-" if cfg.gated_ffn else "") + act,
+                "relative_attention_num_buckets": cfg.relative_buckets,
+                "relative_attention_max_distance": cfg.relative_max_distance,
+                "layer_norm_epsilon": cfg.layer_norm_eps, "dropout_rate": cfg.dropout,
+                "pad_token_id": cfg.pad_token_id, "eos_token_id": cfg.eos_token_id,
+                "decoder_start_token_id": cfg.decoder_start_token_id,
+                "tie_word_embeddings": cfg.tie_word_embeddings, "scale_decoder_outputs": cfg.scale_logits}
 
     def _check_ids(self, name: str, ids: Tensor) -> None:
         if ids.dim() != 2 or ids.numel() == 0:

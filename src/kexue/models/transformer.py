@@ -145,7 +145,8 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
         if bool(valid.all()):
             valid = None
     allowed = None if valid is None else valid[:, None, None, :]                     # [B, 1, 1, m]
-    if rank is not None:
+    # one new token (a decoding step): its rank is the largest so far, so only padding can hide a key
+    if rank is not None and not (cache is not None and n == 1):
         order = key_rank[:, None, None, :] <= rank[:, None, :, None]                 # [B, 1, n, m]
         allowed = order if allowed is None else allowed & order
     if user is not None:
@@ -307,8 +308,24 @@ class Transformer(nn.Module):
 
     @staticmethod
     def hf_config_updates(cfg: TransformerConfig) -> dict:
-        """HF config keys that overrides / vocabulary surgery changed (written by save_pretrained)."""
-        return {"vocab_size": cfg.vocab_size, "num_hidden_layers": cfg.num_layers}
+        """Every HF (BERT-style) config key kexue's config determines, so a config-built model saves a
+        complete config.json and overrides / vocabulary surgery are written back."""
+        out = {"model_type": cfg.model_type, "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+               "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+               "intermediate_size": cfg.intermediate_size, "hidden_act": cfg.hidden_act,
+               "max_position_embeddings": cfg.max_position, "type_vocab_size": cfg.type_vocab_size,
+               "layer_norm_eps": cfg.layer_norm_eps, "pad_token_id": cfg.pad_token_id,
+               "hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.attention_dropout,
+               "tie_word_embeddings": cfg.tie_word_embeddings}
+        if cfg.embedding_size is not None:
+            out["embedding_size"] = cfg.embedding_size
+        if cfg.num_hidden_groups is not None:
+            out["num_hidden_groups"] = cfg.num_hidden_groups
+        if cfg.position == "nezha":
+            out["max_relative_position"] = cfg.max_relative_position
+        if cfg.position == "rotary":
+            out["rotary_value"] = cfg.rotary_value
+        return out
 
     def save_pretrained(self, directory: str) -> None:
         """HF-format config.json + model.safetensors that `transformers` loads back."""
