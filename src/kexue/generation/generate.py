@@ -49,7 +49,8 @@ class _ModelDecoder(AutoRegressiveDecoder):
         if states is None:                                                          # prefill the prompt
             cache = self.model.make_cache(N, self.cache_len)
             pos = (mask.long().cumsum(1) - 1).clamp_min(0)                          # [N, n]
-            out = self.model(ids, segment_ids=seg, attention_mask=mask, position_ids=pos, cache=cache)
+            out = self.model(ids, segment_ids=seg, attention_mask=mask, position_ids=pos, cache=cache,
+                             logits_to_keep=1)
             return out.logits[:, -1], (cache, pos[:, -1:] + 1)
         cache, pos = states
         out = self.model(output_ids[:, -1:], segment_ids=new_seg, position_ids=pos, cache=cache)

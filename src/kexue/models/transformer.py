@@ -272,10 +272,11 @@ class Transformer(nn.Module):
                 attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 cache: KVCache | None = None, inputs_embeds: Tensor | None = None,
                 attention_bias: Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> TransformerOutput:
+                output_attentions: bool = False, logits_to_keep: int = 0) -> TransformerOutput:
         """input_ids [B, n] (new tokens when a cache is given); segment_ids [B, n]; attention_mask [B, n]
         (1 = real token) or a bool [B, n, m] mask; position_ids [B, n]; attention_bias broadcastable to
-        [B, H, n, m] (added to the scores)."""
+        [B, H, n, m] (added to the scores); logits_to_keep > 0 computes the head only for the last that many
+        positions (a decoding prefill needs one)."""
         past = cache.length if cache is not None else 0
         if cache is not None:
             cache.check_room(input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1])
@@ -302,7 +303,7 @@ class Transformer(nn.Module):
         return TransformerOutput(
             last_hidden_state=x,
             pooled=torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None,
-            logits=self.mlm(x) if self.mlm is not None else None,
+            logits=self.mlm(x[:, -logits_to_keep:] if logits_to_keep else x) if self.mlm is not None else None,
             hidden_states=tuple(hidden) if hidden is not None else None,
             attentions=tuple(attns) if attns is not None else None)
 
