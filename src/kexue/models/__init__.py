@@ -8,9 +8,11 @@ from .loading import CheckpointError, KeyMap, LoadReport, read_state_dict
 from .nezha import NEZHA
 from .registry import build_transformer_model, model_names, register_model, save_pretrained
 from .roformer import RoFormer
+from .seq2seq_bidirectional import BidirectionalDecoderSeq2Seq, CrossDirectionAttention, EncoderState, Seq2SeqOutput
 from .t5 import T5
 from .transformer import APPLICATIONS, Transformer, TransformerOutput
 
 __all__ = ["ALBERT", "BERT", "ELECTRA", "RoBERTa", "NEZHA", "RoFormer", "GPT", "GPT2", "T5", "Transformer",
            "TransformerOutput", "TransformerConfig", "CheckpointError", "KeyMap", "LoadReport", "read_state_dict",
-           "build_transformer_model", "model_names", "register_model", "save_pretrained", "APPLICATIONS"]
+           "build_transformer_model", "model_names", "register_model", "save_pretrained", "APPLICATIONS",
+           "BidirectionalDecoderSeq2Seq", "CrossDirectionAttention", "EncoderState", "Seq2SeqOutput"]

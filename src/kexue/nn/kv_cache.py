@@ -60,6 +60,8 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> None:
         """Gather rows along the batch axis in place (beam search): row b becomes old row index[b]."""
+        if torch.equal(index, torch.arange(self.batch_size, device=index.device)):
+            return                                                     # beams kept their rows: nothing to move
         L = self.length
         for buf in self.k + self.v:
             buf[:, :, :L] = buf[:, :, :L].index_select(0, index)
