@@ -1,1 +1,0 @@
-"""kexue.experiments"""
