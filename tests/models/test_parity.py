@@ -119,7 +119,6 @@ def test_t5_encoder_decoder(tmp_path, variant):
     model = kexue.build_transformer_model(save(hf, tmp_path)).eval()
     ids, _, mask = _inputs("t5")
     dec = torch.randint(2, 101, (3, 6))
-    dec_mask = torch.ones_like(dec)
     with torch.no_grad():
         ref = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, output_hidden_states=True)
         out = model(ids, dec, attention_mask=mask, output_hidden_states=True)
@@ -127,13 +126,11 @@ def test_t5_encoder_decoder(tmp_path, variant):
     for a, b in zip(out.hidden_states, ref.decoder_hidden_states):
         assert _close(a, b) <= TOL
     assert _close(out.logits, ref.logits) <= TOL
-    assert torch.equal(dec_mask, torch.ones_like(dec))
 
 
 @pytest.mark.parametrize("family", ENCODERS + ["gpt2", "gpt"])
 def test_save_pretrained_round_trip_through_transformers(tmp_path, family):
     """kexue -> save_pretrained -> transformers.from_pretrained gives the same outputs."""
-    import transformers
     hf = hf_model(family, "mlm")
     model = kexue.build_transformer_model(save(hf, tmp_path / "a"), with_mlm=True).eval()
     with torch.no_grad():                      # change the weights so the test sees what kexue wrote
@@ -147,7 +144,6 @@ def test_save_pretrained_round_trip_through_transformers(tmp_path, family):
         ref = back(input_ids=ids, attention_mask=mask, **kw)
         out = model(ids, attention_mask=mask, **({} if family in ("gpt2", "gpt") else dict(segment_ids=seg)))
     assert _close(out.logits, ref.logits, mask) <= TOL
-    assert transformers.__version__.startswith("5")
 
 
 def test_t5_save_round_trip(tmp_path):
