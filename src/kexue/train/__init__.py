@@ -7,10 +7,10 @@ from .data import ResumableSampler
 from .distributed import setup_distributed
 from .ema import EMA
 from .regularization import AdversarialTraining, GradientPenalty, Mixup, VirtualAdversarial
-from .schedule import PiecewiseLinearSchedule
+from .schedule import PiecewiseLinearSchedule, ScalarSchedule, linear_warmup_decay
 from .trainer import Trainer
 
 __all__ = ["Trainer", "Callback", "CallbackList", "History", "LambdaCallback", "CSVLogger", "EarlyStopping",
            "TerminateOnNaN", "ModelCheckpoint", "atomic_save", "EvaluateAndSaveBest", "RestartPolicy", "EMA",
            "PiecewiseLinearSchedule", "GradientPenalty", "AdversarialTraining", "VirtualAdversarial", "Mixup",
-           "ResumableSampler", "setup_distributed"]
+           "ResumableSampler", "setup_distributed", "linear_warmup_decay", "ScalarSchedule"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from functools import partial
 
+from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..ops import piecewise_linear
 from .callbacks import Callback
 
-__all__ = ["PiecewiseLinearSchedule"]
+__all__ = ["PiecewiseLinearSchedule", "linear_warmup_decay", "ScalarSchedule"]
 
 
 class PiecewiseLinearSchedule(Callback):
@@ -40,3 +41,32 @@ class PiecewiseLinearSchedule(Callback):
             raise ValueError("PiecewiseLinearSchedule needs Trainer(optimizer=...), got None")
         fn = partial(piecewise_linear, schedule=self.schedule, from_zero=self.from_zero)
         self.scheduler = trainer.scheduler = LambdaLR(trainer.optimizer, fn)
+
+
+def linear_warmup_decay(optimizer: Optimizer, warmup_steps: int, total_steps: int,
+                        final_ratio: float = 0.0) -> LambdaLR:
+    """Linear warmup from 0 to the base LR over `warmup_steps`, then linear decay to `final_ratio` x base LR at
+    `total_steps` (constant after): the piecewise-linear schedule {warmup: 1, total: final_ratio}."""
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"need 0 <= warmup_steps < total_steps, got "
+                         f"warmup_steps={warmup_steps}, total_steps={total_steps}")
+    if final_ratio < 0:
+        raise ValueError(f"final_ratio must be >= 0, got {final_ratio}")
+    schedule = {warmup_steps: 1.0, total_steps: final_ratio}   # warmup 0: starts at the base LR
+    return LambdaLR(optimizer, partial(piecewise_linear, schedule=schedule, from_zero=warmup_steps > 0))
+
+
+class ScalarSchedule:
+    """A scalar (a loss weight, a temperature, ...) that changes with the step or the epoch: the PyTorch form of
+    the article's backend variable updated by a callback (https://kexue.fm/archives/5765). Values interpolate
+    linearly through `{step_or_epoch: value}` and stay constant after the last point."""
+
+    def __init__(self, schedule: dict[int, float], unit: str = "step") -> None:
+        if unit not in ("step", "epoch"):
+            raise ValueError(f"unit must be 'step' or 'epoch', got {unit!r}")
+        if not isinstance(schedule, dict) or not schedule:
+            raise ValueError(f"schedule must be a non-empty {{{unit}: value}} dict, got {schedule!r}")
+        self.schedule, self.unit = dict(schedule), unit
+
+    def value(self, step_or_epoch: int) -> float:
+        return piecewise_linear(step_or_epoch, self.schedule, from_zero=False)
