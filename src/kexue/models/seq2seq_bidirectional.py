@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..nn.norm import ConditionalLayerNorm
 from ..ops import masked_max
 
 __all__ = ["CrossDirectionAttention", "BidirectionalDecoderSeq2Seq", "Seq2SeqOutput", "EncoderState"]
@@ -46,28 +47,13 @@ class CrossDirectionAttention(nn.Module):
         return out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)
 
 
-class _ConditionalLayerNorm(nn.Module):
-    """LayerNorm whose gain and bias are shifted by zero-initialised linear maps of a condition vector."""
-
-    def __init__(self, dim: int, cond_dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.gamma = nn.Linear(cond_dim, dim, bias=False)
-        self.beta = nn.Linear(cond_dim, dim, bias=False)
-        nn.init.zeros_(self.gamma.weight)
-        nn.init.zeros_(self.beta.weight)
-
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:                    # x [B, T, D], cond [B, C]
-        return self.norm(x) * (1 + self.gamma(cond)[:, None]) + self.beta(cond)[:, None]
-
-
 class _Decoder(nn.Module):
     """embedding -> CLN -> (LSTM -> CLN) x layers, one direction."""
 
     def __init__(self, emb_dim: int, hidden: int, layers: int, cond_dim: int):
         super().__init__()
-        self.norms = nn.ModuleList([_ConditionalLayerNorm(emb_dim, cond_dim)] +
-                                   [_ConditionalLayerNorm(hidden, cond_dim) for _ in range(layers)])
+        self.norms = nn.ModuleList([ConditionalLayerNorm(emb_dim, cond_dim, eps=1e-5)] +
+                                   [ConditionalLayerNorm(hidden, cond_dim, eps=1e-5) for _ in range(layers)])
         self.lstms = nn.ModuleList([nn.LSTM(emb_dim if i == 0 else hidden, hidden, batch_first=True)
                                     for i in range(layers)])
 
