@@ -173,3 +173,63 @@ def test_distances_in_float32_under_autocast_and_nonnegative():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("kw", [dict(ema=True), dict(ema=True, dead_code_threshold=0.5),
+                                dict(ema=False, dead_code_threshold=0.5), dict(ema=True, init="kmeans")])
+def test_empty_batch_leaves_codebook_and_statistics_untouched(kw):
+    """Issue 8: an empty first batch (legitimate under masking) used to make N = 0 and e = m / 0 (inf/NaN),
+    after which every vector went to one code.  Now every buffer and the codebook are bitwise unchanged,
+    the losses are 0 (not NaN) with a graph to z, and the next real batch trains as if the empty one never came."""
+    vq, ref = _vq(**kw), _vq(**kw)
+    before = {k: v.clone() for k, v in vq.state_dict().items()}
+    z0 = torch.zeros(0, 4, requires_grad=True)
+    out = vq(z0)
+    for k, v in vq.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert out.z_q_st.shape == (0, 4) and out.indices.shape == (0,)
+    for t in (out.loss, out.codebook_loss, out.commitment_loss, out.perplexity, out.usage):
+        assert torch.isfinite(t).all()
+    assert out.loss.item() == 0.0 and out.loss.requires_grad
+    out.loss.backward()
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(5)
+    a = vq(z)
+    torch.manual_seed(5)
+    b = ref(z)
+    assert torch.equal(a.indices, b.indices) and torch.equal(vq.codebook, ref.codebook)
+    assert torch.isfinite(vq.codebook).all() and a.indices.unique().numel() > 1
+
+
+def test_empty_batch_in_a_conv_map_and_eval_mode():
+    vq = _vq(ema=True, channel_dim=1)
+    out = vq(torch.zeros(0, 4, 3, 3))
+    assert out.z_q_st.shape == (0, 4, 3, 3) and out.indices.shape == (0, 3, 3) and out.loss.item() == 0.0
+    vq.eval()
+    assert vq(torch.zeros(2, 4, 0, 3)).loss.item() == 0.0
+
+
+def test_ema_division_is_guarded_after_a_batch_that_misses_most_codes():
+    """Laplace smoothing: (N_i + eps) / (n + K eps) * n > 0 whenever n > 0, so codes that no vector chose
+    stay finite; the used code is the batch mean as decay -> 0."""
+    vq = _vq(ema=True, decay=0.0, eps=1e-5)
+    z = torch.full((10, 4), 0.25)
+    vq(z)
+    assert torch.isfinite(vq.codebook).all() and torch.isfinite(vq.ema_count).all()
+    vq(z)
+    assert torch.isfinite(vq.codebook).all()
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(num_codes=0), ValueError, "num_codes"), (dict(dim=-1), ValueError, "dim"),
+    (dict(num_codes=2.5), TypeError, "num_codes"), (dict(dim="4"), TypeError, "dim"),
+    (dict(eps=float("nan")), ValueError, "eps"), (dict(eps=0.0), ValueError, "eps"),
+    (dict(decay=float("nan")), ValueError, "decay"), (dict(commitment_weight=float("inf")), ValueError,
+                                                       "commitment_weight"),
+    (dict(codebook_weight=-1.0), ValueError, "codebook_weight"), (dict(ema="yes"), TypeError, "ema"),
+    (dict(dead_code_threshold=float("nan")), ValueError, "dead_code_threshold"),
+    (dict(channel_dim=1.0), TypeError, "channel_dim"),
+])
+def test_constructor_arguments_are_checked_with_their_names(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        VectorQuantizer(**{"num_codes": 8, "dim": 4, **kw})

@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
+
 __all__ = ["straight_through", "code_perplexity", "VQOutput", "VectorQuantizer"]
 
 
@@ -56,21 +58,24 @@ class VectorQuantizer(nn.Module):
     (expected vectors per batch, EMA with `decay`) falls below it are restarted at random batch vectors.
     init="kmeans": the first training batch initialises the codebook by 10 Lloyd iterations.
     Distances ||z||^2 + ||e||^2 - 2 z.e are computed in float32 even under autocast.
+
+    An empty batch (no vector, e.g. everything masked out) is legitimate: its losses are 0 (with a graph
+    to z, never NaN) and it leaves the codebook, the EMA statistics, the usage and the k-means
+    initialisation untouched (under torch.distributed, a step is skipped only when all ranks are empty).
     """
 
     def __init__(self, num_codes: int = 512, dim: int = 64, codebook_weight: float = 1.0,
                  commitment_weight: float = 0.25, ema: bool = False, decay: float = 0.99, eps: float = 1e-5,
                  channel_dim: int = -1, dead_code_threshold: float = 0.0, init: str = "uniform"):
         super().__init__()
-        if num_codes < 1 or dim < 1:
-            raise ValueError(f"VectorQuantizer: num_codes and dim must be >= 1, got {num_codes}, {dim}")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"VectorQuantizer: decay must be in [0, 1), got {decay}")
-        if init not in ("uniform", "kmeans"):
-            raise ValueError(f"VectorQuantizer: init must be 'uniform' or 'kmeans', got {init!r}")
-        if codebook_weight < 0 or commitment_weight < 0 or dead_code_threshold < 0 or eps <= 0:
-            raise ValueError("VectorQuantizer: codebook_weight, commitment_weight, dead_code_threshold must be "
-                             f">= 0 and eps > 0, got {codebook_weight}, {commitment_weight}, {dead_code_threshold}, {eps}")
+        num_codes, dim = check_int("num_codes", num_codes, 1), check_int("dim", dim, 1)
+        channel_dim, ema = check_int("channel_dim", channel_dim), check_bool("ema", ema)
+        decay = check_float("decay", decay, 0.0, 1.0, high_open=True)
+        eps = check_float("eps", eps, 0.0, low_open=True)
+        codebook_weight = check_float("codebook_weight", codebook_weight, 0.0)
+        commitment_weight = check_float("commitment_weight", commitment_weight, 0.0)
+        dead_code_threshold = check_float("dead_code_threshold", dead_code_threshold, 0.0)
+        check_choice("init", init, ("uniform", "kmeans"))
         self.num_codes, self.dim, self.channel_dim = num_codes, dim, channel_dim
         self.codebook_weight, self.commitment_weight = float(codebook_weight), float(commitment_weight)
         self.ema, self.decay, self.eps = ema, float(decay), float(eps)
@@ -119,13 +124,16 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: Tensor) -> VQOutput:
         flat, lshape = self._flatten(z)  # [N, D]
-        if self.training and not bool(self.initialized):
+        if self.training and not bool(self.initialized) and flat.shape[0] > 0:  # empty batch: wait for data
             self._kmeans_init(flat.detach())
         with torch.autocast(device_type=flat.device.type, enabled=False):
             indices = self._code_scores(flat.detach().float()).argmin(1)  # [N], ties -> lowest index
         z_q = F.embedding(indices, self.weight).to(flat.dtype)  # [N, D]
-        codebook_loss = F.mse_loss(z_q, flat.detach())
-        commitment_loss = F.mse_loss(flat, z_q.detach())
+        if flat.numel():
+            codebook_loss = F.mse_loss(z_q, flat.detach())
+            commitment_loss = F.mse_loss(flat, z_q.detach())
+        else:  # empty batch: mean over no element is NaN; the loss is 0 and keeps the graph
+            codebook_loss, commitment_loss = z_q.sum() * 0.0, flat.sum() * 0.0
         loss = self.commitment_weight * commitment_loss
         if not self.ema:
             loss = loss + self.codebook_weight * codebook_loss
@@ -140,12 +148,14 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update(self, flat: Tensor, indices: Tensor, counts: Tensor) -> None:
         counts = _all_reduce(counts.float().clone())
+        if counts.sum() <= 0:  # no vector on any rank: decaying towards 0 would make N = 0 and e = m / 0
+            return
         if self.ema:
             sums = _all_reduce(torch.zeros_like(self.ema_sum).index_add_(0, indices, flat.float()))  # [K, D]
             self.ema_count.lerp_(counts, 1 - self.decay)
             self.ema_sum.lerp_(sums, 1 - self.decay)
-            n = self.ema_count.sum()
-            smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace smoothing
+            n = self.ema_count.sum()  # >= (1 - decay) * batch size > 0: only non-empty batches get here
+            smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace smoothing, > 0
             self.weight.copy_(self.ema_sum / smoothed[:, None])
         if self.dead_code_threshold > 0:
             usage = torch.where(torch.isinf(self.usage_ema), counts, self.usage_ema)
