@@ -106,3 +106,35 @@ def test_bad_arguments_raise():
         LazyUpdate(torch.optim.Adam(model.parameters()), mode="x")
     with pytest.raises(ValueError, match="params must be parameters of the wrapped optimizer"):
         LazyUpdate(torch.optim.Adam(model.out.parameters()), params=[model.emb.weight])
+
+
+@pytest.mark.parametrize("row_dim", [0, 1])
+def test_present_row_with_some_exact_zeros_is_updated(row_dim):
+    """A row is present when ANY entry of its gradient is non-zero (https://kexue.fm/archives/6869): a row
+    whose gradient is exactly zero in some entries (ReLU, masked features) must follow Adam in every entry,
+    the zero-gradient ones included (momentum moves them); a row with an all-zero gradient stays still."""
+    rows, dim = 5, 4
+    w0 = torch.randn(rows, dim)
+    grads = [torch.randn(rows, dim), torch.zeros(rows, dim)]
+    grads[1][0] = torch.tensor([1.5, 0.0, 0.0, -2.0])            # present, exact zeros in 2 of 4 entries
+    grads[1][3] = torch.tensor([0.0, 0.0, 0.0, 0.7])             # present, one non-zero entry
+
+    def run(lazy: bool) -> torch.Tensor:
+        w = nn.Parameter(w0.clone() if row_dim == 0 else w0.t().contiguous())
+        opt = torch.optim.Adam([w], lr=0.1)
+        if lazy:
+            opt = LazyUpdate(opt, params=[w], row_dim=row_dim)
+        for g in grads:
+            w.grad = g.clone() if row_dim == 0 else g.t().contiguous()
+            opt.step()
+        return w.detach() if row_dim == 0 else w.detach().t()
+
+    lazy_w, adam_w = run(True), run(False)
+    w = nn.Parameter(w0.clone())                                  # θ after step 1 only (both agree there)
+    w.grad = grads[0].clone()
+    torch.optim.Adam([w], lr=0.1).step()
+    run_first = w.detach()
+    present, absent = [0, 3], [1, 2, 4]
+    assert torch.equal(lazy_w[present], adam_w[present])
+    assert not torch.equal(lazy_w[0, 1:3], run_first[0, 1:3])   # the zero-gradient entries moved too
+    assert torch.equal(lazy_w[absent], run_first[absent])
