@@ -102,3 +102,56 @@ def test_bad_inputs_raise():
         crf(em, torch.zeros(2, 4, dtype=torch.long), reduction="max")
     with pytest.raises(ValueError, match="num_tags"):
         CRF(0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batch_loss_is_zero_with_a_graph_to_the_parameters(reduction):
+    """Issue 8: a batch of size 0 gave a NaN loss (mean over nothing).  The loss of no sequence is 0 (sum
+    and mean), [] for "none"; backward works and gives zero gradients; decode / viterbi return nothing."""
+    crf, *_ = _setup(True)
+    em = torch.randn(0, 4, 3, dtype=torch.float64, requires_grad=True)
+    tags = torch.zeros(0, 4, dtype=torch.long)
+    loss = crf(em, tags, torch.zeros(0, 4, dtype=torch.bool), reduction=reduction)
+    assert torch.isfinite(loss).all()
+    if reduction == "none":
+        assert loss.shape == (0,)
+        return
+    assert loss.item() == 0.0
+    loss.backward()
+    assert all(p.grad is not None and (p.grad == 0).all() for p in crf.parameters())
+    assert crf.decode(em) == [] and crf.viterbi(em)[0].shape == (0, 4)
+
+
+@pytest.mark.parametrize("mask, why", [
+    ([[1.0, 0.4, 0.0]], "0.4"), ([[1, -1, 0]], "-1"), ([[1, 2, 0]], "2"),
+    ([[0, 1, 1]], "prefix"), ([[0, 0, 0]], "at least one"),
+])
+def test_masks_that_are_not_01_right_padding_prefixes_are_refused(mask, why):
+    crf, em, _, tags, _ = _setup(True, B=1, n=3)
+    with pytest.raises(ValueError, match="mask"):
+        crf(em, tags, torch.tensor(mask))
+    with pytest.raises(ValueError, match="mask"):
+        crf.decode(em, torch.tensor(mask))
+
+
+@pytest.mark.parametrize("tags, exc", [
+    (torch.full((1, 3), -1), ValueError), (torch.full((1, 3), 3), ValueError),
+    (torch.zeros(1, 3), TypeError), (torch.zeros(1, 3, dtype=torch.bool), TypeError),
+])
+def test_tags_out_of_range_or_not_integer_are_refused(tags, exc):
+    crf, em, *_ = _setup(True, B=1, n=3)
+    with pytest.raises(exc, match="tags"):
+        crf(em, tags)
+
+
+def test_mask_of_integers_and_floats_equals_bool_mask():
+    crf, em, mask, tags, _ = _setup(True)
+    ref = crf(em, tags, mask)
+    for m in (mask.long(), mask.double(), mask.to(torch.uint8)):
+        torch.testing.assert_close(crf(em, tags, m), ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("num_tags, exc", [(0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_num_tags_checked(num_tags, exc):
+    with pytest.raises(exc, match="num_tags"):
+        CRF(num_tags)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_int
+
 __all__ = ["CRF"]
 
 
@@ -17,12 +19,14 @@ class CRF(nn.Module):
 
     transitions[i, j] scores tag i followed by tag j. `include_start_end=False` gives bert4keras's
     `ConditionalRandomField` (transitions only); the default adds start/end scores as in pytorch-crf.
+    Masks hold only 0/1 (bool, int or float) as a right-padding prefix with >= 1 real step per row; tags
+    are integers in [0, num_tags). A batch of size 0 has loss 0 ("mean" and "sum"), never NaN.
     """
 
     def __init__(self, num_tags: int, include_start_end: bool = True):
         super().__init__()
-        if isinstance(num_tags, bool) or not isinstance(num_tags, int) or num_tags < 1:
-            raise ValueError(f"num_tags must be an int >= 1, got {num_tags!r}")
+        num_tags = check_int("num_tags", num_tags, 1)
+        include_start_end = check_bool("include_start_end", include_start_end)
         self.num_tags = num_tags
         self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))
         self.start_transitions = nn.Parameter(torch.zeros(num_tags)) if include_start_end else None
@@ -37,6 +41,8 @@ class CRF(nn.Module):
         if tags is not None:
             if tags.shape != (B, n):
                 raise ValueError(f"tags must be [B, n] = {(B, n)}, got {tuple(tags.shape)}")
+            if tags.is_floating_point() or tags.is_complex() or tags.dtype == torch.bool:
+                raise TypeError(f"tags must be an integer tensor of tag ids, got dtype {tags.dtype}")
             if tags.numel() and (tags.min() < 0 or tags.max() >= self.num_tags):
                 raise ValueError(f"tags must lie in [0, {self.num_tags}), got range "
                                  f"[{int(tags.min())}, {int(tags.max())}]")
@@ -44,7 +50,11 @@ class CRF(nn.Module):
             return torch.ones(B, n, dtype=torch.bool, device=emissions.device)
         if mask.shape != (B, n):
             raise ValueError(f"mask must be [B, n] = {(B, n)}, got {tuple(mask.shape)}")
-        mask = mask.bool()
+        if mask.dtype != torch.bool:
+            if ((mask != 0) & (mask != 1)).any():
+                bad = mask[(mask != 0) & (mask != 1)][0].item()
+                raise ValueError(f"mask must hold only 0/1 (True = real token), got the value {bad!r}")
+            mask = mask.bool()
         lengths = mask.sum(1)
         if not torch.equal(mask, torch.arange(n, device=mask.device) < lengths[:, None]) or (lengths == 0).any():
             raise ValueError("mask must be a right-padding prefix (True then False) with at least one True per row")
@@ -83,6 +93,8 @@ class CRF(nn.Module):
         ll = self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
         if reduction == "none":
             return ll
+        if reduction == "mean" and ll.numel() == 0:
+            return ll.sum()  # no sequence: 0 with a graph to the parameters (a mean over nothing is NaN)
         if reduction in ("sum", "mean"):
             return getattr(ll, reduction)()
         raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
