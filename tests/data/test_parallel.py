@@ -144,3 +144,87 @@ def test_batched():
     assert list(batched([], 3)) == []
     with pytest.raises(ValueError, match="size must be an int >= 1, got 0"):
         list(batched(range(3), 0))
+
+
+# ---- issue 8: no hang on BaseException, dead workers detected, exceptions that do not pickle -------------
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("dummy", [True, False])
+@pytest.mark.parametrize("kind, expected", [("SystemExit", SystemExit), ("KeyboardInterrupt", KeyboardInterrupt),
+                                            ("Stop", h.Stop)])
+def test_base_exception_in_a_worker_surfaces_with_its_type(dummy, kind, expected):
+    with pytest.raises(expected) as info:
+        parallel_apply(h.raise_kind_on(kind, {6}), range(20), 3, 4, dummy=dummy)
+    assert any("item #6: 6" in note for note in info.value.__notes__)
+    assert mp.active_children() == []
+    # on_error governs ordinary exceptions only: a SystemExit/KeyboardInterrupt still stops the run
+    with pytest.raises(expected):
+        parallel_apply(h.raise_kind_on(kind, {6}), range(20), 3, 4, dummy=dummy, on_error="skip")
+
+
+@pytest.mark.timeout(30)
+def test_sys_exit_in_a_thread_worker_does_not_hang():
+    with pytest.raises(SystemExit):  # the issue's reproducer: hung forever before
+        parallel_apply(h.exit_on_five, range(20), workers=3, max_queue_size=4, dummy=True)
+
+
+@pytest.mark.timeout(30)
+def test_worker_killed_by_a_signal_is_reported():
+    with pytest.raises(RuntimeError, match="worker process .* killed by signal SIGKILL"):
+        parallel_apply(h.sigkill_on_four, range(12), 2, 2)
+    assert mp.active_children() == []
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("dummy", [True, False])
+def test_exception_with_two_arg_init_keeps_type_message_and_index(dummy):
+    from kexue.data.parallel import ParallelWorkerError
+    expected = h.TwoArgError if dummy else ParallelWorkerError  # threads: the very object; processes: a wrapper
+    with pytest.raises(expected, match="code 41: two-arg init") as info:
+        parallel_apply(h.two_arg_error_on_two, range(8), 2, 2, dummy=dummy)
+    if not dummy:
+        err = info.value
+        assert err.type_name.endswith("TwoArgError") and err.index == 2 and "TwoArgError" in str(err)
+        assert "two_arg_error_on_two" in err.remote_traceback
+    assert mp.active_children() == []
+
+
+@pytest.mark.timeout(30)
+def test_unpicklable_exception_from_a_process_is_wrapped():
+    from kexue.data.parallel import ParallelWorkerError
+    with pytest.raises(ParallelWorkerError, match="UnpicklableError.*carries a lambda.*item #1"):
+        parallel_apply(h.unpicklable_error_on_one, range(5), 2, 2)
+    out = parallel_apply(h.unpicklable_error_on_one, range(5), 2, 2, on_error="return")
+    assert isinstance(out[1], ParallelWorkerError) and out[1].index == 1 and out[2:] == [2, 3, 4]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("dummy", [True, False])
+def test_iterable_failing_midway_raises_its_error_and_stops_workers(dummy):
+    with pytest.raises(OSError, match="source broke after item 9"):
+        parallel_apply(h.slow_square, h.items_then_fail(10), 2, 3, dummy=dummy)
+    assert mp.active_children() == []
+
+
+@pytest.mark.timeout(30)
+def test_callback_error_stops_workers_at_once():
+    def callback(r):
+        raise LookupError(f"callback refused {r}")
+
+    with pytest.raises(LookupError, match="callback refused 0"):
+        parallel_apply(h.slow_square, range(10**6), 2, 4, callback)
+    assert mp.active_children() == []  # the pool is closed before the error reaches the caller
+
+
+@pytest.mark.timeout(30)
+def test_bad_sizes_seeds_and_start_method_are_clear_errors():
+    with pytest.raises(TypeError, match="workers must be an int, got 2.0"):
+        parallel_apply(h.square, DATA, 2.0, 2)
+    with pytest.raises(ValueError, match="max_queue_size must be an int >= 1, got 0"):
+        parallel_apply(h.square, DATA, 1, 0)
+    with pytest.raises(TypeError, match="random_seeds\\[1\\] must be an int"):
+        parallel_apply(h.square, DATA, 2, 1, random_seeds=[1, "x"])
+    with pytest.raises(ValueError, match="start_method must be one of"):
+        parallel_apply(h.square, DATA, 1, 1, start_method="threads")
+    with pytest.raises(ValueError, match="torch_threads must be an int >= 1"):
+        list(parallel_apply_generator(h.square, DATA, 1, 1, torch_threads=0))
+    assert mp.active_children() == []

@@ -5,8 +5,10 @@ Worker processes (or threads) are fed through a bounded queue, so a huge iterabl
 The article's lesson travels with it: batch the work and merge small per-batch results (`count_tokens`);
 that alone beats a naive loop over one ever-growing dict, with or without parallelism. Improvements over
 bert4keras: worker exceptions reach the caller (same type, worker traceback as the cause, failing item in a
-note), pools are always shut down, spawn works (func must then be picklable), no `qsize()`, and a worker
-that dies is reported instead of hanging the main loop.
+note), SystemExit/KeyboardInterrupt included; an exception that does not survive pickling comes back as a
+`ParallelWorkerError` (type name, message, input index); pools are always shut down, spawn works (func must
+then be picklable), no `qsize()`, and a worker that dies (os._exit, a signal) is reported instead of hanging
+the main loop: no input is ever waited on forever.
 """
 from __future__ import annotations
 
@@ -17,14 +19,18 @@ import multiprocessing as mp
 import pickle
 import queue
 import random
+import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["parallel_apply", "parallel_apply_generator", "batched", "count_tokens"]
+from kexue._validate import check_choice, check_int
+
+__all__ = ["parallel_apply", "parallel_apply_generator", "batched", "count_tokens", "ParallelWorkerError"]
 
 _POLL = 0.05  # seconds between liveness checks while blocked on a queue
 
@@ -36,13 +42,67 @@ class _RemoteTraceback(Exception):
         return self.args[0]
 
 
-def _failure(exc: BaseException, index: int, item: Any) -> tuple:
-    tb = traceback.format_exc()
+class ParallelWorkerError(RuntimeError):
+    """A worker's exception that could not come back as itself (it does not survive pickling, e.g. an
+    `__init__` with two arguments, or an attribute holding a lambda): its type name, message, the index of
+    the failing input and the worker's traceback."""
+
+    def __init__(self, type_name: str, message: str, index: int, remote_traceback: str = ""):
+        super().__init__(f"{type_name}: {message} (raised by func on item #{index} in a parallel_apply worker "
+                         f"process; the exception itself could not be sent back to the caller)")
+        self.type_name, self.message, self.index = type_name, message, index
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self):
+        return type(self), (self.type_name, self.message, self.index, self.remote_traceback)
+
+
+class _Failure(tuple):
+    """What a worker sends back for a failed input: (exc, type_name, message, traceback, where, index,
+    is_exception); `exc` is the exception itself (threads), its pickle (processes) or None (no pickle)."""
+
+    __slots__ = ()
+
+
+def _safe(fn, default: str) -> str:
     try:
-        pickle.dumps(exc)
-    except Exception:  # an exception that cannot cross a process boundary
-        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc, tb, f"item #{index}: {repr(item)[:200]}"
+        return fn()
+    except Exception:  # a broken __repr__/__str__ must not hide the original failure
+        return default
+
+
+def _failure(exc: BaseException, index: int, item: Any, cross_process: bool) -> _Failure:
+    """Record `exc` raised by func on input `index`; across processes, keep the exception only when it
+    survives a pickle round trip (an `__init__` taking two arguments passes dumps but fails loads)."""
+    tb = traceback.format_exc()
+    payload: Any = exc
+    if cross_process:
+        try:
+            payload = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(payload)
+        except Exception:
+            payload = None
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    where = f"item #{index}: " + _safe(lambda: repr(item)[:200], f"<{type(item).__name__} with a failing repr>")
+    return _Failure((payload, type_name, _safe(lambda: str(exc), "<message not printable>"), tb, where, index,
+                     isinstance(exc, Exception)))
+
+
+def _rebuild(failure: _Failure) -> BaseException:
+    """The worker's exception, with its traceback as __cause__ and the failing input in a note."""
+    payload, type_name, message, tb, where, index, _ = failure
+    exc = payload
+    if isinstance(payload, bytes):
+        try:
+            exc = pickle.loads(payload)
+        except Exception:  # e.g. its class cannot be imported in this process
+            exc = None
+    if exc is None or isinstance(exc, StopIteration):  # StopIteration would end the generator instead
+        exc = ParallelWorkerError(type_name, message, index, tb)
+    exc.__cause__ = _RemoteTraceback(f"\nin a parallel_apply worker, on {where}\n{tb}")
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"raised by func in a parallel_apply worker on {where}")
+    return exc
 
 
 def _seed_worker(seed: int | None) -> None:
@@ -53,11 +113,11 @@ def _seed_worker(seed: int | None) -> None:
         sys.modules["torch"].manual_seed(seed if seed is not None else random.getrandbits(63))
 
 
-def _run(func, i, item) -> tuple:
+def _run(func, i, item, cross_process: bool) -> tuple:
     try:
         return i, True, func(item)
-    except Exception as e:  # reported to the caller, who decides (raise / skip / return)
-        return i, False, _failure(e, i, item)
+    except BaseException as e:  # SystemExit/KeyboardInterrupt too: an input must never be waited on forever
+        return i, False, _failure(e, i, item, cross_process)
 
 
 def _process_worker(func, in_q, out_q, seeded: bool, seed: int | None, torch_threads: int | None) -> None:
@@ -69,13 +129,19 @@ def _process_worker(func, in_q, out_q, seeded: bool, seed: int | None, torch_thr
         msg = in_q.get()
         if msg is None:
             return
-        i, item = pickle.loads(msg)
-        out = _run(func, i, item)
+        i, data = msg
         try:
-            data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+            item = pickle.loads(data)
+        except Exception as e:  # e.g. the item's class cannot be imported in the worker
+            out = i, False, _failure(TypeError(f"item #{i} cannot be unpickled in the worker: {e}"), i, "?", True)
+        else:
+            out = _run(func, i, item, True)
+        try:
+            data = pickle.dumps(out[2], protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # pickle here: an unpicklable result in the queue's thread would be lost
-            data = pickle.dumps((i, False, _failure(TypeError(f"the result of func is not picklable: {e}"), i, item)))
-        out_q.put(data)
+            out = i, False, _failure(TypeError(f"the result of func is not picklable: {e}"), i, item, True)
+            data = pickle.dumps(out[2], protocol=pickle.HIGHEST_PROTOCOL)
+        out_q.put((i, out[1], data))
 
 
 def _thread_worker(func, in_q, out_q, stop: threading.Event) -> None:
@@ -86,7 +152,16 @@ def _thread_worker(func, in_q, out_q, stop: threading.Event) -> None:
             continue
         if msg is None:
             return
-        out_q.put(_run(func, *msg))
+        out_q.put(_run(func, *msg, False))
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"died: killed by signal {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            return f"died: killed by signal {-code} (exit code {code})"
+    return f"died (exit code {code})"
 
 
 class _ProcessPool:
@@ -106,9 +181,9 @@ class _ProcessPool:
             raise TypeError(f"func={func!r} cannot be sent to worker processes (start method "
                             f"{ctx.get_start_method()!r}): {e}; use a top-level function or dummy=True") from e
 
-    def pack(self, i, item) -> bytes:
+    def pack(self, i, item) -> tuple[int, bytes]:
         try:
-            return pickle.dumps((i, item), protocol=pickle.HIGHEST_PROTOCOL)
+            return i, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:
             raise TypeError(f"item #{i} of the iterable cannot be sent to a worker process: {e}") from e
 
@@ -122,28 +197,40 @@ class _ProcessPool:
 
     def get(self, timeout=None):
         try:
-            data = self.out_q.get(timeout=timeout) if timeout else self.out_q.get_nowait()
+            i, success, data = self.out_q.get(timeout=timeout) if timeout else self.out_q.get_nowait()
         except queue.Empty:
             if timeout:
                 self.check_alive()
             return None
-        return pickle.loads(data)
+        try:
+            return i, success, pickle.loads(data)
+        except Exception as e:  # e.g. the result's class cannot be imported in this process
+            raise TypeError(f"the result of func on item #{i} cannot be unpickled in the caller: {e}") from e
 
     def check_alive(self) -> None:
         for p in self.procs:
-            if p.exitcode is not None:
-                raise RuntimeError(f"parallel_apply worker process {p.pid} died (exit code {p.exitcode})")
+            if p.exitcode is not None:  # a worker only exits on the end sentinel, sent by close()
+                raise RuntimeError(f"parallel_apply worker process {p.pid} {_exit_reason(p.exitcode)}; "
+                                   "the items it held are lost")
 
     def close(self, ok: bool) -> None:
-        if ok:
+        deadline = time.monotonic() + 10
+        if ok:  # ask each worker to finish; a dead one cannot take its sentinel, so never block on put
             for _ in self.procs:
-                self.in_q.put(None)
+                try:
+                    self.in_q.put(None, timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Full:
+                    break
             for p in self.procs:
-                p.join(timeout=10)
+                p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
-            p.join()
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():  # SIGTERM ignored by func: SIGKILL
+                p.kill()
+                p.join()
         for q in (self.in_q, self.out_q):
             q.cancel_join_thread()  # never block interpreter exit on undelivered data
             q.close()
@@ -164,28 +251,39 @@ class _ThreadPool:
             self.in_q.put(msg, timeout=timeout)
             return True
         except queue.Full:
+            self.check_alive()
             return False
 
     def get(self, timeout=None):
         try:
             return self.out_q.get(timeout=timeout) if timeout else self.out_q.get_nowait()
         except queue.Empty:
+            if timeout:
+                self.check_alive()
             return None
 
+    def check_alive(self) -> None:
+        dead = [t.name for t in self.threads if not t.is_alive()]
+        if dead:  # _run catches everything: only a failure of the queue itself gets here
+            raise RuntimeError(f"parallel_apply worker thread(s) {dead} stopped; the items they held are lost")
+
     def close(self, ok: bool) -> None:
-        self.stop.set()
+        self.stop.set()  # threads cannot be killed: each stops after its current item
+        deadline = time.monotonic() + (10 if ok else 1)
         for t in self.threads:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-def _check_args(func, workers, max_queue_size, on_error) -> None:
+def _check_args(func, workers, max_queue_size, on_error, start_method, torch_threads) -> None:
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
-    for name, v in (("workers", workers), ("max_queue_size", max_queue_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-    if on_error not in ("raise", "skip", "return"):
-        raise ValueError(f"on_error must be 'raise', 'skip' or 'return', got {on_error!r}")
+    check_int("workers", workers, low=1)
+    check_int("max_queue_size", max_queue_size, low=1)
+    check_choice("on_error", on_error, ("raise", "skip", "return"))
+    if start_method is not None:
+        check_choice("start_method", start_method, mp.get_all_start_methods())
+    if torch_threads is not None:
+        check_int("torch_threads", torch_threads, low=1)
 
 
 def _worker_seeds(random_seeds, workers) -> list | None:
@@ -193,10 +291,12 @@ def _worker_seeds(random_seeds, workers) -> list | None:
         return [None] * workers
     if random_seeds is False or random_seeds is None:
         return None
+    if isinstance(random_seeds, (str, bytes)) or not isinstance(random_seeds, Iterable):
+        raise TypeError(f"random_seeds must be True, False or one int seed per worker, got {random_seeds!r}")
     seeds = list(random_seeds)
     if len(seeds) != workers:
         raise ValueError(f"random_seeds must be True, False or one seed per worker ({workers}), got {len(seeds)} seeds")
-    return seeds
+    return [check_int(f"random_seeds[{k}]", s) for k, s in enumerate(seeds)]
 
 
 def parallel_apply_generator(func: Callable, iterable: Iterable, workers: int, max_queue_size: int, *,
@@ -208,10 +308,25 @@ def parallel_apply_generator(func: Callable, iterable: Iterable, workers: int, m
     At most `max_queue_size` inputs wait in the input queue; `dummy=True` uses threads (any callable,
     no reseeding) instead of processes (picklable func under spawn). `random_seeds`: True = fresh seeds
     per worker process, a list = one explicit seed per worker, False = leave the RNGs alone.
-    `on_error`: 'raise' the worker's exception, 'skip' the item, or 'return' the exception as its result.
+    `on_error`: 'raise' the worker's exception, 'skip' the item, or 'return' the exception as its result;
+    it governs ordinary exceptions only: a SystemExit, KeyboardInterrupt or other BaseException raised by
+    func is always re-raised in the caller, with its own type. A worker process that dies (os._exit, a
+    signal) is reported as a RuntimeError; an exception that cannot be pickled back (e.g. an `__init__`
+    with two arguments) comes back as a `ParallelWorkerError` naming its type, message and input index.
+    Arguments are checked here, before the first item is pulled from `iterable`.
     """
-    _check_args(func, workers, max_queue_size, on_error)
+    _check_args(func, workers, max_queue_size, on_error, start_method, torch_threads)
     seeds = _worker_seeds(random_seeds, workers)
+    try:
+        items = iter(iterable)
+    except TypeError as e:
+        raise TypeError(f"iterable must be iterable, got {type(iterable).__name__}: {repr(iterable)[:60]}") from e
+    return _generate(func, items, workers, max_queue_size, dummy, ordered, seeds, start_method, on_error,
+                     torch_threads)
+
+
+def _generate(func, items, workers, max_queue_size, dummy, ordered, seeds, start_method, on_error,
+              torch_threads) -> Iterator[tuple[int, Any]]:
     if dummy:
         pool = _ThreadPool(func, workers, max_queue_size)
     else:
@@ -224,11 +339,9 @@ def parallel_apply_generator(func: Callable, iterable: Iterable, workers: int, m
         nonlocal next_index
         i, success, value = out
         if not success:
-            exc, tb, where = value
-            if on_error == "raise":
-                exc.__cause__ = _RemoteTraceback(f"\nin a parallel_apply worker, on {where}\n{tb}")
-                if hasattr(exc, "add_note"):
-                    exc.add_note(f"raised by func in a parallel_apply worker on {where}")
+            exc = _rebuild(value)
+            is_exception = value[6]
+            if on_error == "raise" or not is_exception:  # SystemExit, KeyboardInterrupt: always stop
                 raise exc
             value = skipped if on_error == "skip" else exc
         if not ordered:
@@ -243,7 +356,7 @@ def parallel_apply_generator(func: Callable, iterable: Iterable, workers: int, m
         return ready
 
     try:
-        for i, item in enumerate(iterable):
+        for i, item in enumerate(items):
             msg = pool.pack(i, item)
             while not pool.put(msg, timeout=_POLL):  # queue full: hand out finished results meanwhile
                 while (out := pool.get()) is not None:
@@ -278,17 +391,19 @@ def parallel_apply(func: Callable, iterable: Iterable, workers: int, max_queue_s
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     gen = parallel_apply_generator(func, iterable, workers, max_queue_size, dummy=dummy, ordered=ordered,
                                    random_seeds=random_seeds, start_method=start_method, on_error=on_error)
-    if callback is None:
-        return [r for _, r in gen]
-    for _, r in gen:
-        callback(r)
-    return None
+    try:
+        if callback is None:
+            return [r for _, r in gen]
+        for _, r in gen:
+            callback(r)
+        return None
+    finally:
+        gen.close()  # a failing callback stops the workers now, not when the traceback is freed
 
 
 def batched(iterable: Iterable, size: int) -> Iterator[list]:
     """Consecutive lists of `size` items (the last may be shorter): send batches, not single items."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be an int >= 1, got {size!r}")
+    check_int("size", size, low=1)
     it = iter(iterable)
     while batch := list(itertools.islice(it, size)):
         yield batch
