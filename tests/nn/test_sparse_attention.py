@@ -201,3 +201,69 @@ def test_bad_arguments_raise_with_names():
         sparse_attention(q, k, v, torch.ones(5, 5, dtype=torch.bool), impl="blocked")
     with pytest.raises(ValueError, match="seq_len"):
         sparse_attention_mask(0, "full")
+
+
+HUGE = 10**12
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("impl", ["dense_mask", "blocked"])
+@pytest.mark.parametrize("pattern,kw,small", [
+    ("local", {"window": HUGE}, {"window": 6}), ("local", {"window": 2, "dilation": HUGE}, {"window": 2, "dilation": 7}),
+    ("local", {"window": HUGE, "dilation": HUGE}, {"window": 1, "dilation": 7}),
+    ("atrous", {"rate": HUGE}, {"rate": 7}), ("strided", {"rate": HUGE}, {"rate": 7}),
+])
+def test_sizes_beyond_the_sequence_are_clipped_not_allocated(impl, pattern, kw, small):
+    """Issue 8: window=10**6 on 5 tokens tried to allocate O(window) (blocked) or overflowed int64.  A window /
+    rate / dilation past the sequence selects the same pairs as one at the sequence length, so the result
+    equals the small-size oracle and nothing of size O(window) is built."""
+    q, k, v = _qkv(2, 2, 7, 4)
+    out = sparse_attention(q, k, v, pattern=pattern, impl=impl, **kw)
+    ref = sparse_attention(q, k, v, pattern=pattern, impl="dense_mask", **small)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    m = sparse_attention_mask(7, pattern, **kw)
+    assert torch.equal(m, sparse_attention_mask(7, pattern, **small))
+    assert allowed_pairs(7, pattern, **kw) == int(m.sum())
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    ({"window": 1e6}, TypeError, "window"), ({"window": -1}, ValueError, "window"),
+    ({"window": True}, TypeError, "window"), ({"dilation": 0}, ValueError, "dilation"),
+    ({"dilation": 2.0}, TypeError, "dilation"), ({"rate": 0}, ValueError, "rate"),
+    ({"rate": "2"}, TypeError, "rate"),
+])
+def test_window_rate_dilation_types_and_bounds_named(kw, exc, name):
+    q, k, v = _qkv(1, 1, 5, 4)
+    pattern = "local" if "rate" not in kw else "atrous"
+    with pytest.raises(exc, match=name):
+        sparse_attention(q, k, v, pattern=pattern, **kw)
+    with pytest.raises(exc, match=name):
+        LocalSelfAttention(8, 2, **kw) if pattern == "local" else AtrousSelfAttention(8, 2, **kw)
+
+
+@pytest.mark.parametrize("impl", ["auto", "dense_mask", "blocked"])
+@pytest.mark.parametrize("pattern,kw", CASES)
+def test_empty_sequence_and_empty_batch_give_empty_outputs(impl, pattern, kw):
+    """n = 0 (or B = 0) gives an empty output of the right shape, as SDPA does, not a reshape error."""
+    for B, n in ((2, 0), (0, 5)):
+        q, k, v = _qkv(B, 2, n, 4)
+        out = sparse_attention(q, k, v, pattern=pattern, impl=impl, **kw)
+        assert out.shape == (B, 2, n, 4)
+        out.sum().backward()
+    layer = SparseSelfAttention(8, 2, pattern=pattern, impl=impl, **kw)
+    y, w = layer(torch.zeros(3, 0, 8), torch.zeros(3, 0, dtype=torch.bool), return_weights=True)
+    assert y.shape == (3, 0, 8) and w.shape == (3, 2, 0, 0)
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    ({"hidden_size": 0, "num_heads": 2}, ValueError, "hidden_size"),
+    ({"hidden_size": 8, "num_heads": 0}, ValueError, "num_heads"),
+    ({"hidden_size": 8, "num_heads": 3}, ValueError, "num_heads"),
+    ({"hidden_size": 8.0, "num_heads": 2}, TypeError, "hidden_size"),
+    ({"hidden_size": 8, "num_heads": 2, "head_size": 0}, ValueError, "head_size"),
+    ({"hidden_size": 8, "num_heads": 2, "key_size": -4}, ValueError, "key_size"),
+    ({"hidden_size": 8, "num_heads": 2, "attn_dropout": float("nan")}, ValueError, "attn_dropout"),
+])
+def test_module_sizes_checked_by_name(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        SparseSelfAttention(**kw)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
 from kexue.ops import masked_softmax
 
 __all__ = ["sparse_attention_mask", "allowed_pairs", "sparse_attention", "record_score_shapes",
@@ -44,12 +45,21 @@ def record_score_shapes() -> Iterator[list[tuple[int, ...]]]:
 
 
 def _check_pattern(pattern: str, rate: int, window: int, dilation: int) -> None:
-    if pattern not in PATTERNS:
-        raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
+    check_choice("pattern", pattern, PATTERNS)
     for name, val, lo in (("rate", rate, 2 if pattern == "strided" else 1), ("window", window, 0),
                           ("dilation", dilation, 1)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-            raise ValueError(f"{name} must be an int >= {lo} for pattern={pattern!r}, got {val!r}")
+        check_int(f"{name} (pattern={pattern!r})", val, lo)
+
+
+def _clip_sizes(n: int, pattern: str, rate: int, window: int, dilation: int) -> tuple[int, int, int]:
+    """The smallest (rate, window, dilation) selecting the same pairs on n positions (|i - j| <= n - 1):
+    a rate or dilation >= n only keeps i = j (strided: every pair), a window past (n - 1) / dilation adds
+    nothing.  So a huge size (window=10**12) costs nothing: no O(window) tensor, no int64 overflow."""
+    n = max(n, 1)
+    rate = max(2 if pattern == "strided" else 1, min(rate, n))
+    dilation = min(dilation, n)
+    window = min(window, -(-(n - 1) // dilation))
+    return rate, window, dilation
 
 
 def _pattern_mask(q_pos: Tensor, k_pos: Tensor, pattern: str, rate: int, window: int, dilation: int,
@@ -70,8 +80,8 @@ def sparse_attention_mask(seq_len: int, pattern: str, *, rate: int = 2, window: 
                           causal: bool = False, device: torch.device | str | None = None) -> Tensor:
     """[seq_len, seq_len] bool mask of the pattern, True = query i may attend key j."""
     _check_pattern(pattern, rate, window, dilation)
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}")
+    check_int("seq_len", seq_len, 1)
+    rate, window, dilation = _clip_sizes(seq_len, pattern, rate, window, dilation)
     pos = torch.arange(seq_len, device=device)
     return _pattern_mask(pos, pos, pattern, rate, window, dilation, causal)
 
@@ -80,7 +90,8 @@ def allowed_pairs(seq_len: int, pattern: str, *, rate: int = 2, window: int = 1,
                   causal: bool = False) -> int:
     """Closed-form number of True entries of `sparse_attention_mask` (cost reports, tests)."""
     _check_pattern(pattern, rate, window, dilation)
-    n = seq_len
+    n = check_int("seq_len", seq_len, 0)
+    rate, window, dilation = _clip_sizes(n, pattern, rate, window, dilation)
     tri = (lambda c: c * (c + 1) // 2) if causal else (lambda c: c * c)
     if pattern == "full":
         return tri(n)
@@ -149,12 +160,12 @@ def _unfold(y: Tensor, n: int) -> Tensor:
     return y.transpose(-3, -2).flatten(-3, -2)[..., :n, :]
 
 
-def _fold_valid(valid: Tensor | None, n: int, r: int) -> Tensor | None:
+def _fold_valid(valid: Tensor | None, n: int, r: int, device: torch.device) -> Tensor | None:
     """Key validity [Bv, 1, n] -> [Bv, 1, r, L]; the padding to a multiple of r is invalid."""
     if valid is None and n % r == 0:
         return None
     if valid is None:
-        valid = torch.ones(1, 1, n, dtype=torch.bool)
+        valid = torch.ones(1, 1, n, dtype=torch.bool, device=device)
     return F.pad(valid, (0, (-n) % r), value=False).unflatten(-1, (-1, r)).transpose(-2, -1)
 
 
@@ -208,10 +219,10 @@ def _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p,
         if dilation == 1:
             return _local(q, k, v, valid, window, causal, False, False, dropout_p, scale)
         fq, fk, fv = (_fold(t, dilation) for t in (q, k, v))                  # [B, H, d, L, D]
-        out = _local(fq, fk, fv, _fold_valid(valid, n, dilation), window, causal, False, False, dropout_p, scale)
+        out = _local(fq, fk, fv, _fold_valid(valid, n, dilation, q.device), window, causal, False, False, dropout_p, scale)
         return _unfold(out, n)
     fq, fk, fv = (_fold(t, rate) for t in (q, k, v))                          # [B, H, r, L, D]
-    fvalid = _fold_valid(valid, n, rate)
+    fvalid = _fold_valid(valid, n, rate, q.device)
     fmask = None if fvalid is None else fvalid[..., None, :]                  # [Bv, 1, r, 1, L]
     if pattern == "atrous":
         return _unfold(_attend(fq, fk, fv, fmask, is_causal=causal, dropout_p=dropout_p, scale=scale), n)
@@ -257,13 +268,15 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     attn_mask follows SDPA (bool True = allowed, or additive float, broadcastable to [B, H, n_q, n_k]);
     a key-only mask ([B, 1, 1, n_k]) keeps the blocked path, any other mask falls back to the dense oracle.
     key_padding_mask [B, n_k]: True = real token. n_q < n_k means the queries are the last n_q positions
-    (incremental decoding). Rows with no allowed key give 0.
+    (incremental decoding). Rows with no allowed key give 0. A rate / window / dilation past the sequence
+    is clipped to it (same pairs, no O(window) memory); n = 0 or B = 0 give an empty output.
     """
     if isinstance(attn_mask, str):
         raise TypeError(f"attn_mask must be a Tensor or None, got the string {attn_mask!r}; pass pattern= as keyword")
     _check_pattern(pattern, rate, window, dilation)
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    check_choice("impl", impl, IMPLS)
+    causal = check_bool("causal", causal)
+    dropout_p = check_float("dropout_p", dropout_p, 0.0, 1.0, high_open=True)
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(f"q, k, v must be [B, H, n, D], got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     B, H, nq, D = q.shape
@@ -271,8 +284,11 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     if k.shape[:2] != (B, H) or v.shape[:3] != k.shape[:3] or k.shape[-1] != D or nq > nk:
         raise ValueError(f"incompatible q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: expected equal "
                          "B, H, k/v lengths, q/k head dims, and n_q <= n_k")
-    scale = D ** -0.5 if scale is None else scale
+    scale = D ** -0.5 if scale is None else check_float("scale", scale)
+    rate, window, dilation = _clip_sizes(nk, pattern, rate, window, dilation)
     valid, rest = _key_validity(attn_mask, key_padding_mask, B, nk)
+    if q.numel() == 0 or k.numel() == 0 or v.numel() == 0:           # n = 0, B = 0, H = 0 or D = 0
+        return (q @ k.transpose(-1, -2)) @ v                                 # empty [B, H, n_q, Dv], with a graph
     blockable = rest is None and nq == nk
     if impl == "auto":
         impl = "blocked" if blockable and nk >= AUTO_BLOCKED_MIN_LEN else "dense_mask"
@@ -308,13 +324,15 @@ class SparseSelfAttention(nn.Module):
                  impl: str = "auto"):
         super().__init__()
         _check_pattern(pattern, rate, window, dilation)
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-        if num_heads < 1 or (head_size is None and hidden_size % num_heads):
-            raise ValueError(f"num_heads must be >= 1 and divide hidden_size={hidden_size} when head_size is None, "
-                             f"got {num_heads}")
-        if not 0.0 <= attn_dropout < 1.0:
-            raise ValueError(f"attn_dropout must be in [0, 1), got {attn_dropout}")
+        check_choice("impl", impl, IMPLS)
+        hidden_size, num_heads = check_int("hidden_size", hidden_size, 1), check_int("num_heads", num_heads, 1)
+        head_size = None if head_size is None else check_int("head_size", head_size, 1)
+        key_size = None if key_size is None else check_int("key_size", key_size, 1)
+        if head_size is None and hidden_size % num_heads:
+            raise ValueError(f"num_heads must divide hidden_size={hidden_size} when head_size is None, "
+                             f"got num_heads={num_heads}")
+        attn_dropout = check_float("attn_dropout", attn_dropout, 0.0, 1.0, high_open=True)
+        causal, bias = check_bool("causal", causal), check_bool("bias", bias)
         self.num_heads = num_heads
         self.head_size = head_size or hidden_size // num_heads
         self.key_size = key_size or self.head_size
@@ -338,7 +356,8 @@ class SparseSelfAttention(nn.Module):
             out = out * padding_mask[..., None].to(out.dtype)
         if not return_weights:
             return out
-        allowed = sparse_attention_mask(n, device=x.device, **self.kw)        # [n, n]
+        allowed = (sparse_attention_mask(n, device=x.device, **self.kw) if n else
+                   torch.zeros(0, 0, dtype=torch.bool, device=x.device))  # [n, n]
         if padding_mask is not None:
             allowed = allowed & padding_mask.bool()[:, None, None, :]        # [B, 1, n, n]
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.key_size)          # [B, H, n, n]
