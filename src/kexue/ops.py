@@ -141,11 +141,31 @@ def piecewise_linear(step: int | float | Tensor, schedule: dict[int, float], fro
 
 
 def sequence_padding(inputs: Sequence[Sequence[int]] | Sequence[Tensor], length: int | None = None,
-                     value: int | float = 0, dtype: torch.dtype = torch.long) -> Tensor:
-    """Right-pad (or truncate) a list of 1-D sequences to one [B, length] tensor (bert4keras `sequence_padding`)."""
+                     value: int | float = 0, dtype: torch.dtype | None = None) -> Tensor:
+    """Right-pad (or truncate) a list of 1-D sequences to one [B, length] tensor (bert4keras `sequence_padding`).
+
+    The result keeps the inputs' dtype (Python ints -> int64, floats -> torch's default float, arrays and
+    tensors their own, mixed rows promoted, empty rows not counted; see `kexue._pad_dtype`) unless `dtype`
+    is given; `value` must fit that dtype exactly."""
+    from kexue._pad_dtype import check_pad_value, common_torch_dtype
+    from kexue._validate import check_int
+
     if len(inputs) == 0:
         raise ValueError("inputs must hold at least one sequence, got an empty list")
-    seqs = [torch.as_tensor(s, dtype=dtype) for s in inputs]
+    if length is not None:
+        length = check_int("length", length, low=0)
+    seqs = []
+    for k, s in enumerate(inputs):
+        try:
+            t = torch.as_tensor(s)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"inputs[{k}] must be a 1-D sequence of numbers, got {type(s).__name__}: {e}") from e
+        if t.dim() != 1:
+            raise ValueError(f"inputs[{k}] must be a 1-D sequence, got shape {tuple(t.shape)}: {repr(s)[:60]}")
+        seqs.append(t)
+    dtype = common_torch_dtype(inputs, seqs) if dtype is None else dtype
+    check_pad_value("value", value, dtype)
+    seqs = [s.to(dtype) for s in seqs]
     length = max(len(s) for s in seqs) if length is None else length
     out = torch.full((len(seqs), length), value, dtype=dtype)
     for i, s in enumerate(seqs):

@@ -84,3 +84,72 @@ def test_data_generator_epochs_shuffle_and_buffer():
         DataGenerator(data, 0)
     with pytest.raises(TypeError, match="len\\(\\) needs sized data"):
         len(DataGenerator(iter(data)))
+
+
+# ---- issue 8: padding keeps the input's dtype ------------------------------------------------------------
+def test_sequence_padding_keeps_float_input_float():
+    out = sequence_padding([[0.5, 1.5], [2.5]])  # was int64 [[0, 1], [2, 0]]
+    assert out.dtype == torch.get_default_dtype()
+    assert out.tolist() == [[0.5, 1.5], [2.5, 0.0]]
+    assert sequence_padding([[0.5], [1, 2]], value=-1).tolist() == [[0.5, -1.0], [1.0, 2.0]]  # promoted
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float16, np.float64, np.bool_, np.uint8])
+def test_sequence_padding_keeps_array_and_tensor_dtypes(dtype):
+    rows = [np.array([1, 0, 1], dtype=dtype), np.array([1], dtype=dtype)]
+    expected = np.zeros((2, 3), dtype=dtype)
+    expected[0], expected[1, :1] = rows[0], rows[1]
+    out = sequence_padding(rows)
+    assert out.dtype == torch.from_numpy(expected).dtype and np.array_equal(out.numpy(), expected)
+    out = sequence_padding([torch.from_numpy(r) for r in rows])
+    assert out.dtype == torch.from_numpy(expected).dtype and np.array_equal(out.numpy(), expected)
+    nd = sequence_padding_nd(rows)
+    assert nd.dtype == expected.dtype and np.array_equal(nd, expected)
+    cp = collate_padded(rows)
+    assert cp.dtype == torch.from_numpy(expected).dtype and np.array_equal(cp.numpy(), expected)
+
+
+def test_int_input_still_gives_int64_and_empty_rows_do_not_promote():
+    for pad in (sequence_padding, collate_padded):
+        assert pad([[1, 2], [3]]).dtype == torch.int64
+        out = pad([[], [1, 2]])  # an empty list has no dtype of its own (torch would call it float32)
+        assert out.dtype == torch.int64 and out.tolist() == [[0, 0], [1, 2]]
+    assert sequence_padding([[], []]).dtype == torch.int64 and sequence_padding([[], []]).shape == (2, 0)
+    nd = sequence_padding_nd([[1, 2], []])  # numpy would call [] float64
+    assert nd.dtype == np.int64 and nd.tolist() == [[1, 2], [0, 0]]
+    assert sequence_padding([[1, 2], [3]], dtype=torch.float64).dtype == torch.float64  # explicit dtype wins
+
+
+def test_collate_padded_promotes_instead_of_truncating():
+    out = collate_padded([[1, 2], [1.5]])  # the first sample's dtype used to win: 1.5 -> 1
+    assert out.dtype.is_floating_point and out.tolist() == [[1.0, 2.0], [1.5, 0.0]]
+    out = collate_padded([{"x": np.array([1], np.int32)}, {"x": np.array([2.5, 3.5])}])["x"]
+    assert out.dtype == torch.float64 and out.tolist() == [[1.0, 0.0], [2.5, 3.5]]
+
+
+def test_pad_value_that_the_dtype_cannot_hold_is_refused():
+    with pytest.raises(ValueError, match="value=0.5 .*int64"):
+        sequence_padding([[1, 2], [3]], value=0.5)
+    with pytest.raises(ValueError, match="value=300 .*uint8"):
+        sequence_padding([np.array([1, 2], np.uint8)], length=4, value=300)
+    with pytest.raises(ValueError, match="value=-1 .*uint8"):
+        sequence_padding_nd([np.array([1, 2], np.uint8), np.array([1], np.uint8)], value=-1)
+    with pytest.raises(ValueError, match="pad_value=0.5 .*int64"):
+        collate_padded([[1, 2], [3]], pad_value=0.5)
+    with pytest.raises(TypeError, match="value must be a number"):
+        sequence_padding([[1]], value="0")
+    assert sequence_padding([[0.5], []], value=0.25).tolist() == [[0.5], [0.25]]
+
+
+def test_sequence_padding_bad_shapes_and_lengths_name_the_argument():
+    with pytest.raises(ValueError, match="inputs\\[1\\] must be a 1-D sequence"):
+        sequence_padding([[1, 2], [[3, 4]]])
+    with pytest.raises(ValueError, match="inputs\\[0\\] must be a 1-D sequence"):
+        sequence_padding([1, 2, 3])
+    with pytest.raises(ValueError, match="length must be an int >= 0, got -1"):
+        sequence_padding([[1]], length=-1)
+    with pytest.raises(TypeError, match="length must be an int, got 2.5"):
+        sequence_padding([[1]], length=2.5)
+    with pytest.raises(TypeError, match="length must be an int, got 2.5"):
+        sequence_padding_nd([[1]], length=2.5)
+    assert sequence_padding([[1, 2, 3], [4]], length=2).tolist() == [[1, 2], [4, 0]]

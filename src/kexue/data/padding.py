@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from kexue._pad_dtype import check_pad_value, common_numpy_dtype, common_torch_dtype
+from kexue._validate import check_int
 from kexue.ops import sequence_padding
 
 __all__ = ["sequence_padding", "sequence_padding_nd", "collate_padded"]
@@ -15,7 +17,9 @@ __all__ = ["sequence_padding", "sequence_padding_nd", "collate_padded"]
 def sequence_padding_nd(inputs: Sequence, length: int | Sequence[int] | None = None, value: Any = 0,
                         seq_dims: int = 1, mode: str = "post", dtype=None) -> np.ndarray:
     """bert4keras `sequence_padding` in numpy: pad (or cut to the first `length`) the leading `seq_dims`
-    axes of every array to a common shape -> [B, *length, *rest]; `mode='pre'` pads on the left."""
+    axes of every array to a common shape -> [B, *length, *rest]; `mode='pre'` pads on the left. The result
+    keeps the inputs' dtype (mixed rows promoted, empty rows not counted) unless `dtype` is given; `value`
+    must fit it."""
     if len(inputs) == 0:
         raise ValueError("inputs must hold at least one sequence, got an empty list")
     if mode not in ("post", "pre"):
@@ -29,13 +33,16 @@ def sequence_padding_nd(inputs: Sequence, length: int | Sequence[int] | None = N
             raise ValueError(f"inputs[{k}] has shape {x.shape}, expected rank {arrays[0].ndim} and trailing "
                              f"shape {rest} like inputs[0]")
     if length is None:
-        length = np.max([x.shape[:seq_dims] for x in arrays], axis=0)
+        length = [int(n) for n in np.max([x.shape[:seq_dims] for x in arrays], axis=0)]
     elif np.ndim(length) == 0:
-        length = [int(length)] * seq_dims
-    length = [int(n) for n in length]
-    if len(length) != seq_dims or min(length) < 0:
-        raise ValueError(f"length must give {seq_dims} non-negative sizes, got {length}")
-    out = np.full((len(arrays), *length, *rest), value, dtype=dtype or np.result_type(*arrays))
+        length = [check_int("length", length, low=0)] * seq_dims
+    else:
+        length = [check_int(f"length[{k}]", n, low=0) for k, n in enumerate(length)]
+    if len(length) != seq_dims:
+        raise ValueError(f"length must give {seq_dims} sizes (one per seq_dims axis), got {length}")
+    dtype = common_numpy_dtype(inputs, arrays) if dtype is None else np.dtype(dtype)
+    check_pad_value("value", value, dtype)
+    out = np.full((len(arrays), *length, *rest), value, dtype=dtype)
     for k, x in enumerate(arrays):
         x = x[tuple(slice(0, n) for n in length)]
         if mode == "post":
@@ -46,7 +53,7 @@ def sequence_padding_nd(inputs: Sequence, length: int | Sequence[int] | None = N
     return out
 
 
-def _collate_field(values: list, pad_value, name) -> Any:
+def _collate_field(values: list, pad_value, name, pad_name: str) -> Any:
     first = values[0]
     if isinstance(first, (str, bytes)) or first is None:
         return list(values)
@@ -54,12 +61,15 @@ def _collate_field(values: list, pad_value, name) -> Any:
         tensors = [torch.as_tensor(v) for v in values]
     except (TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"field {name!r} holds values that are not numbers or sequences of numbers: {e}") from e
+    dtype = common_torch_dtype(values, tensors)
+    tensors = [t.to(dtype) for t in tensors]
     if tensors[0].dim() == 0:
         return torch.stack(tensors)                                                 # [B]
     for k, t in enumerate(tensors):
         if t.dim() != tensors[0].dim() or t.shape[1:] != tensors[0].shape[1:]:
             raise ValueError(f"field {name!r}: sample {k} has shape {tuple(t.shape)}, expected "
                              f"(n, {', '.join(map(str, tensors[0].shape[1:]))}) like sample 0".replace(", )", ")"))
+    check_pad_value(pad_name, pad_value, dtype)
     return pad_sequence(tensors, batch_first=True, padding_value=pad_value)         # [B, n_max, ...]
 
 
@@ -67,7 +77,8 @@ def collate_padded(batch: Sequence, pad_value: int | float = 0, pad_values: Mapp
     """`collate_fn` for a torch DataLoader with dynamic padding: samples are dicts, tuples or single
     sequences; sequences are right-padded to the batch's longest (-> [B, n_max, ...]), scalars stacked
     (-> [B]), strings kept as lists. `pad_values` overrides `pad_value` per key or tuple position
-    (e.g. {"labels": -100})."""
+    (e.g. {"labels": -100}). Each field keeps its samples' dtype (promoted when they differ; an empty
+    sequence does not count) and its pad value must fit it."""
     if len(batch) == 0:
         raise ValueError("batch must hold at least one sample, got an empty batch")
     pad_values = dict(pad_values or {})
@@ -78,11 +89,16 @@ def collate_padded(batch: Sequence, pad_value: int | float = 0, pad_values: Mapp
             if not isinstance(s, Mapping) or list(s) != keys:
                 raise ValueError(f"sample {k} has keys {list(s) if isinstance(s, Mapping) else type(s).__name__}, "
                                  f"expected {keys} like sample 0")
-        return {key: _collate_field([s[key] for s in batch], pad_values.get(key, pad_value), key) for key in keys}
+        return {key: _collate_field([s[key] for s in batch], pad_values.get(key, pad_value), key,
+                                    _pad_name(pad_values, key)) for key in keys}
     if isinstance(first, tuple):
         for k, s in enumerate(batch):
             if not isinstance(s, tuple) or len(s) != len(first):
                 raise ValueError(f"sample {k} is not a tuple of {len(first)} fields like sample 0: {repr(s)[:60]}")
-        return tuple(_collate_field([s[j] for s in batch], pad_values.get(j, pad_value), j)
-                     for j in range(len(first)))
-    return _collate_field(list(batch), pad_value, 0)
+        return tuple(_collate_field([s[j] for s in batch], pad_values.get(j, pad_value), j,
+                                    _pad_name(pad_values, j)) for j in range(len(first)))
+    return _collate_field(list(batch), pad_value, 0, "pad_value")
+
+
+def _pad_name(pad_values: dict, key) -> str:
+    return f"pad_values[{key!r}]" if key in pad_values else "pad_value"
