@@ -107,9 +107,9 @@ def test_per_tensor_and_nonfinite(kit):
     next(model.parameters()).grad[0, 0] = float("inf")
     with pytest.raises(RuntimeError, match="non-finite"):
         clip_grads_(model.parameters(), 1.0, error_if_nonfinite=True)
-    with pytest.raises(ValueError, match="gamma must be a finite number > 0, got 0"):
+    with pytest.raises(ValueError, match=r"gamma must be a finite number in \(0.0, inf\), got 0.0"):
         clip_grads_(model.parameters(), 0)
-    with pytest.raises(ValueError, match="mode must be 'hard' or 'soft', got 'medium'"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['hard', 'soft'\], got 'medium'"):
         clip_scale(torch.tensor(1.0), 1.0, "medium")
 
 

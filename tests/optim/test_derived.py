@@ -227,7 +227,7 @@ def test_bad_arguments_raise():
         WeightDecay(torch.optim.SGD(p, lr=0.1), -1)
     with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer"):
         WeightDecay(p, 0.1)
-    with pytest.raises(ValueError, match="mode must be 'lr' or 'delta', got 'x'"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['lr', 'delta'\], got 'x'"):
         PiecewiseLinearLR(torch.optim.SGD(p, lr=0.1), {0: 1.0}, mode="x")
     with pytest.raises(ValueError, match="lr_schedule keys"):
         PiecewiseLinearLR(torch.optim.SGD(p, lr=0.1), {-3: 1.0})

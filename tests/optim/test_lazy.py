@@ -102,7 +102,7 @@ def test_group_key_and_padding_row():
 
 def test_bad_arguments_raise():
     model = Bag()
-    with pytest.raises(ValueError, match="mode must be 'mask_update' or 'skip_state', got 'x'"):
+    with pytest.raises(ValueError, match=r"mode must be one of \['mask_update', 'skip_state'\], got 'x'"):
         LazyUpdate(torch.optim.Adam(model.parameters()), mode="x")
     with pytest.raises(ValueError, match="params must be parameters of the wrapped optimizer"):
         LazyUpdate(torch.optim.Adam(model.out.parameters()), params=[model.emb.weight])

@@ -118,7 +118,7 @@ def test_bad_arguments_raise():
     p = [nn.Parameter(torch.zeros(2))]
     with pytest.raises(ValueError, match="k must be an int >= 1, got 0"):
         Lookahead(torch.optim.SGD(p, lr=0.1), k=0)
-    with pytest.raises(ValueError, match="alpha must be a number in \\[0, 1\\], got 2"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0.0, 1.0\], got 2.0"):
         Lookahead(torch.optim.SGD(p, lr=0.1), alpha=2)
     with pytest.raises(ValueError, match="sync_schedule"):
         Lookahead(torch.optim.SGD(p, lr=0.1), sync_schedule="never")

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from kexue._validate import check_bool, check_float, check_int
 from kexue.optim.base import DerivedOptimizer, delta_independent_of_params, last_step_updated
 
 __all__ = ["GradientAccumulation", "SchedulerOnUpdate", "no_sync_if_accumulating"]
@@ -29,14 +30,18 @@ class GradientAccumulation(DerivedOptimizer):
     `sample_weighted=True` weights micro-batch i by `num_samples` (ragged last batch): the update then sees the
     exact mean over all samples. Put wrappers that read gradients (`GradientClipping`, `LazyUpdate`) *inside*
     this one so they see the accumulated gradient; wrappers outside count only real updates.
+    `state_dict()` taken mid-cycle resumes exactly: it holds the buffers (default) or the live `.grad` sums
+    (`accumulate_in_grad=True`), which `load_state_dict` writes back into `.grad`.
     """
 
     factory_kwargs = {"grad_accum_steps": "accum_steps"}
 
     def __init__(self, optimizer: Optimizer, accum_steps: int = 2, average: bool = True,
                  sample_weighted: bool = False, accumulate_in_grad: bool = False) -> None:
-        if isinstance(accum_steps, bool) or not isinstance(accum_steps, int) or accum_steps < 1:
-            raise ValueError(f"accum_steps must be an int >= 1, got {accum_steps!r}")
+        check_int("accum_steps", accum_steps, low=1)
+        for name, value in (("average", average), ("sample_weighted", sample_weighted),
+                            ("accumulate_in_grad", accumulate_in_grad)):
+            check_bool(name, value)
         if sample_weighted and accumulate_in_grad:
             raise ValueError("sample_weighted=True needs the gradient buffers; got accumulate_in_grad=True")
         self.accum_steps = accum_steps
@@ -122,13 +127,63 @@ class GradientAccumulation(DerivedOptimizer):
         self.update_step += int(self.last_step_updated)
         return True
 
+    @property
+    def mid_cycle(self) -> bool:
+        """True between the first micro-step of a cycle and its real update."""
+        return self.micro_step % self.accum_steps != 0
+
+    def hparams(self) -> dict[str, Any]:
+        return {"accum_steps": self.accum_steps, "average": self.average, "sample_weighted": self.sample_weighted,
+                "accumulate_in_grad": self.accumulate_in_grad}
+
+    def _reset_own_state(self) -> None:
+        """Drop the partial cycle (its gradients belong to the weights before the restart)."""
+        if self.accumulate_in_grad and self.mid_cycle:
+            self.inner.zero_grad(set_to_none=True)
+        self.state.clear()
+        self.micro_step -= self.micro_step % self.accum_steps
+        self._samples = 0.0
+
+    _extra_keys = ("micro_step", "update_step", "samples")
+    _optional_extra_keys = ("grads",)
+
     def _extra_state(self) -> dict[str, Any]:
-        return {"micro_step": self.micro_step, "update_step": self.update_step, "samples": self._samples}
+        extra = {"micro_step": self.micro_step, "update_step": self.update_step, "samples": self._samples}
+        if self.accumulate_in_grad and self.mid_cycle:                 # the partial sums live in .grad
+            extra["grads"] = {i: p.grad.detach().clone() for i, p in enumerate(self._all_params())
+                              if p.grad is not None}
+        return extra
+
+    def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
+        check_int(f"{where}['micro_step']", extra["micro_step"], low=0)
+        check_int(f"{where}['update_step']", extra["update_step"], low=0)
+        check_float(f"{where}['samples']", extra["samples"], low=0.0)
+        mid = extra["micro_step"] % self.accum_steps != 0
+        grads = extra.get("grads")
+        if self.accumulate_in_grad and mid and grads is None:
+            raise ValueError(f"{where} was saved mid-cycle (micro_step={extra['micro_step']}, accum_steps="
+                             f"{self.accum_steps}) without the accumulated gradients: it cannot resume exactly")
+        if grads is None:
+            return
+        params = self._all_params()
+        if not isinstance(grads, dict):
+            raise ValueError(f"{where}['grads'] must be a dict {{param index: gradient}}, got {type(grads).__name__}")
+        for i, g in grads.items():
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
+                raise ValueError(f"{where}['grads'] has parameter index {i!r}; there are {len(params)} parameters")
+            if not isinstance(g, Tensor) or g.shape != params[i].shape:
+                got = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
+                raise ValueError(f"{where}['grads'][{i}] must be a tensor of shape {tuple(params[i].shape)}, "
+                                 f"got {got}")
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.micro_step = int(extra["micro_step"])
         self.update_step = int(extra["update_step"])
         self._samples = float(extra["samples"])
+        if self.accumulate_in_grad and self.mid_cycle:
+            grads = extra["grads"]
+            for i, p in enumerate(self._all_params()):
+                p.grad = grads[i].to(device=p.device, dtype=p.dtype).clone() if i in grads else None
 
 
 class SchedulerOnUpdate:

@@ -11,6 +11,10 @@ Protocol between nested wrappers (what makes them compose in any order):
 - `will_update`: whether the next `step()` will perform a real update.
 - `delta_independent_of_params()`: True when Δ does not depend on θ_t, so a decoupled weight decay can be
   applied *before* the inner step without any snapshot (this is exactly what `torch.optim.AdamW` does).
+
+State of a stack: `state_dict()` records the stack (`describe_stack`: classes outermost first with their
+hyperparameters, then the base optimizer); `load_state_dict` checks the whole dict first (`check_state_dict`)
+and changes nothing when it does not fit; `reset_state` clears the state of every level (a restart).
 """
 from __future__ import annotations
 
@@ -21,8 +25,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["DerivedOptimizer", "base_optimizer", "delta_independent_of_params", "last_step_updated",
-           "will_update"]
+from kexue.optim.state import check_group_hyperparameters, check_torch_state_dict
+
+__all__ = ["DerivedOptimizer", "base_optimizer", "check_state_dict", "delta_independent_of_params",
+           "describe_stack", "last_step_updated", "reset_state", "will_update"]
 
 # torch optimizers whose update does not read θ when their groups have weight_decay == 0
 _THETA_FREE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
@@ -30,7 +36,11 @@ _THETA_FREE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
 
 
 def last_step_updated(optimizer: Optimizer) -> bool:
-    """Whether `optimizer`'s last step() really updated (always True for plain torch optimizers)."""
+    """Whether `optimizer`'s last step() really changed the weights, for any stack of wrappers.
+
+    False after a gradient-accumulation micro-step (wherever `GradientAccumulation` sits in the stack, also
+    through `extend_with(..., "gradient_accumulation")`) and before the first step of a wrapper; always True
+    for a plain torch optimizer. Count real updates with it (a global step, a scheduler)."""
     return bool(getattr(optimizer, "last_step_updated", True))
 
 
@@ -46,6 +56,53 @@ def delta_independent_of_params(optimizer: Optimizer) -> bool:
     if type(optimizer) not in _THETA_FREE:
         return False
     return all(float(g.get("weight_decay", 0.0)) == 0.0 for g in optimizer.param_groups)
+
+
+def reset_state(optimizer: Optimizer) -> None:
+    """Clear the optimizer state of a whole stack of wrappers (a restart, https://kexue.fm/archives/5765):
+    the base optimizer's moments, Lookahead's slow weights (re-copied from the current weights) and counter,
+    partial accumulation, EMA shadow (restarted from the current weights). Schedules keep their position."""
+    if isinstance(optimizer, DerivedOptimizer):
+        optimizer.reset_state()
+    else:
+        optimizer.state.clear()
+
+
+def _stack_name(optimizer: Optimizer) -> str:
+    """Class name of one level; classes made by `extend_with` are named by the derivation they extend."""
+    cls = type(optimizer)
+    while cls.__dict__.get("_made_by_extend_with", False):
+        cls = cls.__bases__[0]
+    return cls.__name__
+
+
+def describe_stack(optimizer: Optimizer) -> list[tuple[str, dict[str, Any] | None]]:
+    """[(class name, hyperparameters), ...] outermost first; the base optimizer comes last with None."""
+    out: list[tuple[str, dict[str, Any] | None]] = []
+    while isinstance(optimizer, DerivedOptimizer):
+        out.append((_stack_name(optimizer), optimizer.hparams()))
+        optimizer = optimizer.inner
+    out.append((type(optimizer).__name__, None))
+    return out
+
+
+def _stack_str(stack: Any) -> str:
+    try:
+        return " > ".join(name if hp is None else f"{name}({', '.join(f'{k}={v!r}' for k, v in hp.items())})"
+                          for name, hp in stack)
+    except (TypeError, ValueError):
+        return repr(stack)
+
+
+def check_state_dict(optimizer: Optimizer, state_dict: Any) -> None:
+    """Raise a clear ValueError if `state_dict` cannot be loaded into `optimizer` exactly; changes nothing.
+
+    For a wrapper stack: the same classes in the same order with the same hyperparameters, then every level's
+    state; for a plain torch optimizer: group count and sizes, the group keys it needs, finite values."""
+    if isinstance(optimizer, DerivedOptimizer):
+        optimizer._check_state_dict(state_dict, "state_dict")
+    else:
+        check_torch_state_dict(optimizer, state_dict)
 
 
 def base_optimizer(optimizer: Optimizer) -> Optimizer:
@@ -70,6 +127,7 @@ class DerivedOptimizer(Optimizer):
     def __init__(self, optimizer: Optimizer, **defaults: Any) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}")
+        check_group_hyperparameters(optimizer.param_groups, "optimizer.param_groups")
         self.inner = optimizer
         self.defaults = dict(defaults)
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
@@ -147,6 +205,7 @@ class DerivedOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None) -> Any:  # type: ignore[override]
+        check_group_hyperparameters(self.param_groups, "param_groups", ("lr",))   # a scheduler may set nan
         ctx = self._before(closure)
         try:
             loss = self._inner_step(closure)
@@ -186,10 +245,32 @@ class DerivedOptimizer(Optimizer):
         """Override point: rewrite one parameter's update Δ (same shape as p); identity here."""
         return delta
 
+    # ------------------------------------------------------------------ reset (restart)
+    def reset_state(self) -> None:
+        """Clear the state of this wrapper and of every level inside it (see `kexue.optim.base.reset_state`)."""
+        reset_state(self.inner)
+        self._reset_own_state()
+
+    def _reset_own_state(self) -> None:
+        """Override: clear this level's state (default: the per-parameter dict)."""
+        self.state.clear()
+
     # ------------------------------------------------------------------ checkpoints
+    def hparams(self) -> dict[str, Any]:
+        """Override: the constructor hyperparameters that fix what this level's state means (recorded in
+        `state_dict()['stack']`; a checkpoint loads only into the same stack)."""
+        return {}
+
+    # keys of `_extra_state()` that are always / sometimes present
+    _extra_keys: ClassVar[tuple[str, ...]] = ()
+    _optional_extra_keys: ClassVar[tuple[str, ...]] = ()
+
     def _extra_state(self) -> dict[str, Any]:
         """Override: scalars (counters) saved next to the per-parameter state."""
         return {}
+
+    def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
+        """Override: raise a ValueError if `extra` cannot be loaded by `_load_extra_state` (called first)."""
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         """Override: restore what `_extra_state` saved."""
@@ -198,20 +279,73 @@ class DerivedOptimizer(Optimizer):
         index = {p: i for i, p in enumerate(self._all_params())}
         per_param = {index[p]: {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in s.items()}
                      for p, s in self.state.items() if s and p in index}
-        return {"inner": self.inner.state_dict(), "outer": {"state": per_param, **self._extra_state()}}
+        return {"inner": self.inner.state_dict(), "outer": {"state": per_param, **self._extra_state()},
+                "stack": describe_stack(self)}
+
+    def _check_state_dict(self, state_dict: Any, where: str) -> None:
+        """Validate the whole dict, every level, before anything is changed."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or not {"inner", "outer"} <= set(state_dict) <= {"inner", "outer",
+                                                                                              "stack"}:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{where} must be a {name}.state_dict() with keys ['inner', 'outer'] (and 'stack'), "
+                             f"got {got}")
+        mine = describe_stack(self)
+        if "stack" in state_dict:
+            try:
+                saved = [(n, hp) for n, hp in state_dict["stack"]]
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}['stack'] must be a list of (class name, hyperparameters) pairs, got "
+                                 f"{state_dict['stack']!r:.200}") from None
+            if saved != mine:
+                raise ValueError(f"optimizer stack mismatch: {where} was saved from {_stack_str(saved)} but this "
+                                 f"optimizer is {_stack_str(mine)}; load it into the same wrappers (same order and "
+                                 f"hyperparameters) around the same base optimizer")
+        inner_sd = state_dict["inner"]
+        if isinstance(self.inner, DerivedOptimizer):
+            self.inner._check_state_dict(inner_sd, f"{where}['inner']")
+        else:
+            if isinstance(inner_sd, dict) and {"inner", "outer"} <= set(inner_sd):
+                raise ValueError(f"{where}['inner'] holds the state of another wrapper but this optimizer is "
+                                 f"{_stack_str(mine)}")
+            check_torch_state_dict(self.inner, inner_sd, f"{where}['inner']")
+        outer = state_dict["outer"]
+        if not isinstance(outer, dict):
+            raise ValueError(f"{where}['outer'] must be a dict, got {type(outer).__name__}")
+        keys = set(outer) - {"state"}
+        missing, unknown = set(self._extra_keys) - keys, keys - set(self._extra_keys) - set(self._optional_extra_keys)
+        if missing or unknown:
+            raise ValueError(f"{where}['outer'] does not hold {name} state: missing {sorted(missing)}, unexpected "
+                             f"{sorted(unknown)}")
+        params = self._all_params()
+        saved = outer.get("state", {})
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where}['outer']['state'] must be a dict, got {type(saved).__name__}")
+        for i, entry in saved.items():
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
+                raise ValueError(f"{where}['outer']['state'] has parameter index {i!r} but {name} has "
+                                 f"{len(params)} parameters")
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}['outer']['state'][{i}] must be a dict, got {type(entry).__name__}")
+            for key, value in entry.items():
+                if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[i].shape:
+                    raise ValueError(f"{where}['outer']['state'][{i}][{key!r}] has shape {tuple(value.shape)} but "
+                                     f"the parameter has shape {tuple(params[i].shape)}")
+        self._check_extra_state({k: outer[k] for k in keys}, f"{where}['outer']")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        if not isinstance(state_dict, dict) or set(state_dict) != {"inner", "outer"}:
-            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
-            raise ValueError(f"state_dict must be a {type(self).__name__}.state_dict() with keys "
-                             f"['inner', 'outer'], got {got}")
-        self.inner.load_state_dict(state_dict["inner"])
+        """Load a `state_dict()` of the same stack; raises a ValueError and changes nothing if it does not fit."""
+        self._check_state_dict(state_dict, "state_dict")
+        self._apply_state_dict(state_dict)
+
+    def _apply_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if isinstance(self.inner, DerivedOptimizer):
+            self.inner._apply_state_dict(state_dict["inner"])
+        else:
+            self.inner.load_state_dict(state_dict["inner"])
         outer = dict(state_dict["outer"])
         params = self._all_params()
         saved = outer.pop("state", {})
-        if saved and max(saved) >= len(params):
-            raise ValueError(f"state_dict holds state for parameter index {max(saved)} but the optimizer "
-                             f"has only {len(params)} parameters")
         new_state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         for i, entry in saved.items():
             p, old = params[i], self.state.get(params[i], {})

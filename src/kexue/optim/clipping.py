@@ -14,16 +14,23 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from kexue._validate import check_bool, check_choice, check_float
 from kexue.optim.base import DerivedOptimizer, delta_independent_of_params
 
 __all__ = ["clip_scale", "clip_grads_", "GradientClipping", "ClipGrad", "smoothness_probe"]
 
 
 def _check(gamma: float, mode: str) -> None:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (gamma > 0 and math.isfinite(gamma)):
-        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-    if mode not in ("hard", "soft"):
-        raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
+    check_float("gamma", gamma, low=0.0, low_open=True)
+    check_choice("mode", mode, ("hard", "soft"))
+
+
+def _check_norm_type(norm_type: Any) -> float:
+    """A p-norm order: a number > 0, inf allowed (max norm), NaN refused."""
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or math.isnan(norm_type) \
+            or norm_type <= 0:
+        raise ValueError(f"norm_type must be a number > 0 (inf for the max norm), got {norm_type!r}")
+    return float(norm_type)
 
 
 def clip_scale(grad_norm: Tensor, gamma: float, mode: str = "hard", eps: float = 1e-6) -> Tensor:
@@ -45,6 +52,7 @@ def clip_grads_(parameters: Tensor | Iterable[Tensor], gamma: float, mode: str =
     γ/(‖g‖ + γ), which never lets a finite gradient through unscaled and caps ‖c·g‖ below γ.
     """
     _check(gamma, mode)
+    _check_norm_type(norm_type)
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -70,9 +78,13 @@ class GradientClipping(DerivedOptimizer):
     def __init__(self, optimizer: Optimizer, gamma: float = 1.0, mode: str = "hard", norm_type: float = 2.0,
                  per_group: bool = False, per_tensor: bool = False, error_if_nonfinite: bool = False) -> None:
         _check(gamma, mode)
+        norm_type = _check_norm_type(norm_type)
+        for name, value in (("per_group", per_group), ("per_tensor", per_tensor),
+                            ("error_if_nonfinite", error_if_nonfinite)):
+            check_bool(name, value)
         if per_group and per_tensor:
             raise ValueError("per_group and per_tensor are exclusive; got both True")
-        self.gamma, self.mode, self.norm_type = float(gamma), mode, float(norm_type)
+        self.gamma, self.mode, self.norm_type = float(gamma), mode, norm_type
         self.per_group, self.per_tensor = per_group, per_tensor
         self.error_if_nonfinite = error_if_nonfinite
         self._norm: Tensor | None = None
@@ -81,6 +93,14 @@ class GradientClipping(DerivedOptimizer):
 
     def delta_independent_of_params(self) -> bool:
         return delta_independent_of_params(self.inner)
+
+    def hparams(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "mode": self.mode, "norm_type": self.norm_type, "per_group": self.per_group,
+                "per_tensor": self.per_tensor, "error_if_nonfinite": self.error_if_nonfinite}
+
+    def _reset_own_state(self) -> None:
+        self.state.clear()
+        self._norm = self._scale = None
 
     @property
     def last_grad_norm(self) -> float:

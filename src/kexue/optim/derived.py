@@ -7,13 +7,13 @@ the decay after the trust ratio (not LAMB).
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any, Callable
 
 import torch
 from torch.optim import Optimizer
 
+from kexue._validate import check_choice, check_float, check_int
 from kexue.ops import piecewise_linear
 from kexue.optim.base import DerivedOptimizer, delta_independent_of_params, will_update
 
@@ -21,9 +21,7 @@ __all__ = ["WeightDecay", "LayerAdaptation", "PiecewiseLinearLR", "piecewise_lin
 
 
 def _check_nonneg(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_float(name, value, low=0.0)
 
 
 class WeightDecay(DerivedOptimizer):
@@ -78,10 +76,13 @@ class LayerAdaptation(DerivedOptimizer):
 
     def __init__(self, optimizer: Optimizer, eps: float = 0.0, max_ratio: float | None = None) -> None:
         self.eps = _check_nonneg("eps", eps)
-        if max_ratio is not None and _check_nonneg("max_ratio", max_ratio) == 0:
-            raise ValueError(f"max_ratio must be > 0 or None, got {max_ratio!r}")
+        if max_ratio is not None:
+            max_ratio = check_float("max_ratio", max_ratio, low=0.0, low_open=True)
         self.max_ratio = max_ratio
         super().__init__(optimizer, layer_adaptation=True)
+
+    def hparams(self) -> dict[str, Any]:
+        return {"eps": self.eps, "max_ratio": self.max_ratio}
 
     def _before(self, closure: Callable | None) -> Any:
         ctx = []
@@ -143,8 +144,7 @@ class PiecewiseLinearLR(DerivedOptimizer):
     factory_kwargs = {"lr_schedule": "lr_schedule", "lr_schedule_mode": "mode"}
 
     def __init__(self, optimizer: Optimizer, lr_schedule: dict[int, float] | None = None, mode: str = "lr") -> None:
-        if mode not in ("lr", "delta"):
-            raise ValueError(f"mode must be 'lr' or 'delta', got {mode!r}")
+        check_choice("mode", mode, ("lr", "delta"))
         self.lr_schedule = _check_schedule({0: 1.0} if lr_schedule is None else lr_schedule)
         self.mode = mode
         self.update_step = 0
@@ -183,8 +183,20 @@ class PiecewiseLinearLR(DerivedOptimizer):
         if updated:
             self.update_step += 1
 
+    def hparams(self) -> dict[str, Any]:
+        return {"lr_schedule": dict(self.lr_schedule), "mode": self.mode}
+
+    def _reset_own_state(self) -> None:
+        """A restart keeps the schedule's position (like a torch scheduler's `last_epoch`)."""
+        self.state.clear()
+
+    _extra_keys = ("update_step",)
+
     def _extra_state(self) -> dict[str, Any]:
         return {"update_step": self.update_step}
+
+    def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
+        check_int(f"{where}['update_step']", extra["update_step"], low=0)
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.update_step = int(extra["update_step"])

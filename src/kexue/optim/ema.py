@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
 from kexue.optim.base import DerivedOptimizer, delta_independent_of_params
 
 __all__ = ["EMAWeights", "ExponentialMovingAverage"]
@@ -34,10 +35,10 @@ class EMAWeights:
 
     def __init__(self, parameters_or_module: nn.Module | Iterable[Tensor], decay: float = 0.999,
                  init: str = "zeros", bias_correction: bool = True, include_buffers: bool = False) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be a number in [0, 1), got {decay!r}")
-        if init not in ("zeros", "copy"):
-            raise ValueError(f"init must be 'zeros' or 'copy', got {init!r}")
+        decay = check_float("decay", decay, 0.0, 1.0, high_open=True)
+        check_choice("init", init, ("zeros", "copy"))
+        check_bool("bias_correction", bias_correction)
+        check_bool("include_buffers", include_buffers)
         if isinstance(parameters_or_module, nn.Module):
             tensors = list(parameters_or_module.parameters())
             if include_buffers:
@@ -125,14 +126,30 @@ class EMAWeights:
         return {"decay": self.decay, "init": self.init, "bias_correction": self.bias_correction,
                 "num_updates": self.num_updates, "shadow": [s.clone() for s in self.shadow]}
 
+    def check_state_dict(self, state_dict: Any, where: str = "state_dict") -> None:
+        """Raise a clear ValueError if `state_dict` is not an `EMAWeights.state_dict()` of this shape."""
+        keys = {"decay", "init", "bias_correction", "num_updates", "shadow"}
+        if not isinstance(state_dict, dict) or set(state_dict) != keys:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{where} must be an EMAWeights.state_dict() with keys {sorted(keys)}, got {got}")
+        check_float(f"{where}['decay']", state_dict["decay"], 0.0, 1.0, high_open=True)
+        check_choice(f"{where}['init']", state_dict["init"], ("zeros", "copy"))
+        check_bool(f"{where}['bias_correction']", state_dict["bias_correction"])
+        check_int(f"{where}['num_updates']", state_dict["num_updates"], low=0)
+        shadow = state_dict["shadow"]
+        if not isinstance(shadow, (list, tuple)) or len(shadow) != len(self.shadow):
+            n = len(shadow) if isinstance(shadow, (list, tuple)) else type(shadow).__name__
+            raise ValueError(f"{where}['shadow'] holds {n} tensors, expected {len(self.shadow)}")
+        for i, (s, v) in enumerate(zip(self.shadow, shadow)):
+            if not isinstance(v, Tensor) or s.shape != v.shape:
+                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+                raise ValueError(f"{where}['shadow'][{i}] has shape {got}, expected {tuple(s.shape)}")
+
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        shadow = state_dict["shadow"]
-        if len(shadow) != len(self.shadow):
-            raise ValueError(f"state_dict['shadow'] holds {len(shadow)} tensors, expected {len(self.shadow)}")
-        for i, (s, v) in enumerate(zip(self.shadow, shadow)):
-            if s.shape != v.shape:
-                raise ValueError(f"state_dict['shadow'][{i}] has shape {tuple(v.shape)}, expected {tuple(s.shape)}")
+        """Load a `state_dict()`; raises a ValueError and changes nothing if it does not fit."""
+        self.check_state_dict(state_dict)
+        for s, v in zip(self.shadow, state_dict["shadow"]):
             s.copy_(v)
         self.decay, self.init = float(state_dict["decay"]), state_dict["init"]
         self.bias_correction, self.num_updates = bool(state_dict["bias_correction"]), int(state_dict["num_updates"])
@@ -183,8 +200,21 @@ class ExponentialMovingAverage(DerivedOptimizer):
     def __exit__(self, *exc: Any) -> None:
         self.ema.restore()
 
+    def hparams(self) -> dict[str, Any]:
+        return {"decay": self.ema.decay, "init": self.ema.init, "bias_correction": self.ema.bias_correction}
+
+    def _reset_own_state(self) -> None:
+        """Restart the average from the current weights."""
+        self.state.clear()
+        self.ema.reset()
+
+    _extra_keys = ("ema",)
+
     def _extra_state(self) -> dict[str, Any]:
         return {"ema": self.ema.state_dict()}
+
+    def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
+        self.ema.check_state_dict(extra["ema"], f"{where}['ema']")
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.ema.load_state_dict(extra["ema"])

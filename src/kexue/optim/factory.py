@@ -86,7 +86,8 @@ def extend_with(base_cls: type[Optimizer], *derivations: str | type[DerivedOptim
     cls_name = name or base_cls.__name__ + "".join(c.__name__ for c in classes)
     doc = (f"{base_cls.__name__} extended with {', '.join(c.__name__ for c in classes)} (innermost first); "
            f"extra keywords: {sorted(seen)}. (https://kexue.fm/archives/7094)")
-    return type(cls_name, (outer,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+    return type(cls_name, (outer,), {"__init__": __init__, "__doc__": doc, "__module__": __name__,
+                                     "_made_by_extend_with": True})
 
 
 def param_groups_by_name(model: nn.Module, rules: list[tuple[str | re.Pattern, dict[str, Any]]],

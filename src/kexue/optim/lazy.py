@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from kexue._validate import check_choice, check_int
 from kexue.optim.base import DerivedOptimizer, base_optimizer, delta_independent_of_params
 
 __all__ = ["LazyUpdate"]
@@ -43,10 +44,8 @@ class LazyUpdate(DerivedOptimizer):
 
     def __init__(self, optimizer: Optimizer, params: Iterable[Tensor] | None = None, row_dim: int = 0,
                  mode: str = "mask_update") -> None:
-        if mode not in ("mask_update", "skip_state"):
-            raise ValueError(f"mode must be 'mask_update' or 'skip_state', got {mode!r}")
-        if isinstance(row_dim, bool) or not isinstance(row_dim, int):
-            raise TypeError(f"row_dim must be an int, got {row_dim!r}")
+        check_choice("mode", mode, ("mask_update", "skip_state"))
+        check_int("row_dim", row_dim)
         self.row_dim, self.mode = row_dim, mode
         super().__init__(optimizer, lazy=False)
         self._row_buffers: dict[Tensor, dict[str, Tensor]] = {}
@@ -58,11 +57,22 @@ class LazyUpdate(DerivedOptimizer):
                                  f"{tuple(p.shape)} that is in none of its param_groups")
             self._designated.add(id(p))
         for p in self._all_params():
-            if (id(p) in self._designated) and p.dim() <= row_dim:
+            if (id(p) in self._designated or self._group_of(p).get("lazy")) and not -p.dim() <= row_dim < p.dim():
                 raise ValueError(f"row_dim={row_dim} is out of range for a lazy parameter of shape {tuple(p.shape)}")
+
+    def _group_of(self, p: Tensor) -> dict[str, Any]:
+        return next(g for g in self.param_groups if any(q is p for q in g["params"]))
 
     def delta_independent_of_params(self) -> bool:
         return delta_independent_of_params(self.inner)
+
+    def hparams(self) -> dict[str, Any]:
+        designated = [i for i, p in enumerate(self._all_params()) if id(p) in self._designated]
+        return {"row_dim": self.row_dim, "mode": self.mode, "params": designated}
+
+    def _reset_own_state(self) -> None:
+        self.state.clear()
+        self._row_buffers.clear()
 
     def _lazy_params(self) -> list[Tensor]:
         return [p for g in self.param_groups for p in g["params"]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
 from kexue.optim.base import DerivedOptimizer, base_optimizer
 
 __all__ = ["Lookahead"]
@@ -31,15 +32,12 @@ class Lookahead(DerivedOptimizer):
 
     def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5, reset_inner_state: bool = False,
                  pullback_momentum: str = "none", sync_schedule: str = "after_k") -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-        if pullback_momentum not in ("none", "pullback", "reset"):
-            raise ValueError(f"pullback_momentum must be 'none', 'pullback' or 'reset', got {pullback_momentum!r}")
-        if sync_schedule not in ("after_k", "first_step"):
-            raise ValueError(f"sync_schedule must be 'after_k' or 'first_step', got {sync_schedule!r}")
-        self.k, self.alpha = k, float(alpha)
+        check_int("k", k, low=1)
+        alpha = check_float("alpha", alpha, 0.0, 1.0)
+        check_bool("reset_inner_state", reset_inner_state)
+        check_choice("pullback_momentum", pullback_momentum, ("none", "pullback", "reset"))
+        check_choice("sync_schedule", sync_schedule, ("after_k", "first_step"))
+        self.k, self.alpha = k, alpha
         self.reset_inner_state = reset_inner_state
         self.pullback_momentum = pullback_momentum
         self.sync_schedule = sync_schedule
@@ -130,8 +128,34 @@ class Lookahead(DerivedOptimizer):
         finally:
             self.swap_back()
 
+    def hparams(self) -> dict[str, Any]:
+        return {"k": self.k, "alpha": self.alpha, "reset_inner_state": self.reset_inner_state,
+                "pullback_momentum": self.pullback_momentum, "sync_schedule": self.sync_schedule}
+
+    def reset_state(self) -> None:
+        """Restart: inner state cleared, slow weights φ = current θ, counter 0 (as a fresh Lookahead)."""
+        if self._backup is not None:
+            raise RuntimeError("reset_state() called while the slow weights are swapped in; call swap_back() first")
+        super().reset_state()
+
+    def _reset_own_state(self) -> None:
+        self.state.clear()
+        self.update_step = 0
+        self._init_slow(self._all_params())
+
+    _extra_keys = ("update_step",)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        if self._backup is not None:
+            raise RuntimeError("state_dict() called while the slow weights are swapped in (the parameters hold "
+                               "the slow weights); call swap_back() first")
+        return super().state_dict()
+
     def _extra_state(self) -> dict[str, Any]:
         return {"update_step": self.update_step}
+
+    def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
+        check_int(f"{where}['update_step']", extra["update_step"], low=0)
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.update_step = int(extra["update_step"])

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from kexue.optim.base import reset_state
+
 from .callbacks import Callback
 from .checkpoint import atomic_save
 
@@ -86,7 +88,7 @@ class EvaluateAndSaveBest(Callback):
         """Best weights back, optimizer moments cleared, lr = restart.lr, EMA restarted."""
         t = self.trainer
         self.model.load_state_dict(self.best_state)
-        t.optimizer.state.clear()
+        reset_state(t.optimizer)                 # every level of a wrapper stack (moments, slow weights, ...)
         for g in t.optimizer.param_groups:
             g["lr"] = self.restart.lr
             if "initial_lr" in g:
