@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from .._validate import check_bool, check_choice, check_float, check_int
+from .limits import check_fits_memory, check_length_penalty, check_token_id, check_token_ids
 from .logits import (apply_temperature, ban_tokens, repetition_penalty, restrict_tokens, top_k_filter,
                      top_p_filter)
 
@@ -23,10 +25,9 @@ __all__ = ["AutoRegressiveDecoder"]
 PredictFn = Callable[[list, Tensor, Any], "Tensor | tuple[Tensor, Any]"]
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
+def _check_callable(name: str, value) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable or None, got {value!r} ({type(value).__name__})")
 
 
 class AutoRegressiveDecoder:
@@ -42,17 +43,13 @@ class AutoRegressiveDecoder:
 
     def __init__(self, start_id: int | None, end_id: int | None, maxlen: int, minlen: int = 1,
                  min_ends: int = 1, predict: PredictFn | None = None, rtype: str = "logits"):
-        if start_id is not None:
-            _check_int("start_id", start_id, 0)
-        if end_id is not None:
-            _check_int("end_id", end_id, 0)
-        self.start_id, self.end_id = start_id, end_id
-        self.maxlen = _check_int("maxlen", maxlen, 1)
-        self.minlen = _check_int("minlen", minlen, 0)
-        self.min_ends = _check_int("min_ends", min_ends, 1)
-        if rtype not in ("logits", "probas"):
-            raise ValueError(f"rtype must be 'logits' or 'probas', got {rtype!r}")
-        self.rtype = rtype
+        self.start_id = check_token_id("start_id", start_id, None)         # < V is checked at the first step
+        self.end_id = check_token_id("end_id", end_id, None)
+        self.maxlen = check_int("maxlen", maxlen, 1)
+        self.minlen = check_int("minlen", minlen, 0, self.maxlen)
+        self.min_ends = check_int("min_ends", min_ends, 1)
+        self.rtype = check_choice("rtype", rtype, ("logits", "probas"))
+        _check_callable("predict", predict)
         self._predict = predict
 
     # ----------------------------------------------------------------------------------- user hooks
@@ -93,6 +90,7 @@ class AutoRegressiveDecoder:
     def _start(self, N: int, device) -> tuple[Tensor, int]:
         """Pre-allocated output buffer [N, off + maxlen]; off = 1 when a start token leads."""
         off = int(self.start_id is not None)
+        check_fits_memory(f"maxlen={self.maxlen} over {N} rows", 8 * N * (off + self.maxlen), device)
         buf = torch.zeros(N, off + self.maxlen, dtype=torch.long, device=device)
         if off:
             buf[:, 0] = self.start_id
@@ -108,11 +106,18 @@ class AutoRegressiveDecoder:
         N = output_ids.shape[0]
         if scores.dim() != 2 or scores.shape[0] != N:
             raise ValueError(f"predict must return scores [N={N}, V] (or [N, t, V]), got {tuple(scores.shape)}")
+        if not scores.is_floating_point():
+            raise TypeError(f"predict must return floating-point scores, got {scores.dtype}")
         scores = scores.float()
-        if torch.isnan(scores).any():
-            raise ValueError(f"predict returned NaN scores at step {step}")
         if self.rtype == "probas":
+            if bool(torch.isnan(scores).any() | torch.isinf(scores).any()):
+                raise ValueError(f"predict returned NaN or inf probabilities at step {step}")
             scores = scores.clamp_min(0).log()
+        elif bool(torch.isnan(scores).any() | torch.isposinf(scores).any()):
+            raise ValueError(f"predict returned NaN or +inf scores at step {step} (rtype='logits' allows finite "
+                             "values and -inf)")
+        if step == 0:
+            self._check_vocab(scores.shape[-1])
         if rep_penalty != 1:
             scores = repetition_penalty(scores, output_ids[:, int(self.start_id is not None):], rep_penalty)
         scores = ban_tokens(scores, banned_ids)
@@ -126,6 +131,21 @@ class AutoRegressiveDecoder:
             raise ValueError(f"every token is banned for rows {dead.nonzero().flatten().tolist()} at step {step}; "
                              "check banned_ids / allowed_next / minlen")
         return scores, states
+
+    def _check_vocab(self, V: int) -> None:
+        """start_id / end_id must be tokens of the vocabulary that predict scores (V = scores.shape[-1])."""
+        check_token_id("start_id", self.start_id, V)
+        check_token_id("end_id", self.end_id, V)
+
+    @staticmethod
+    def _check_hooks(banned_ids, repetition_penalty, allowed_next, callback, return_scores):
+        """Validate the hooks shared by every strategy before anything is allocated."""
+        banned_ids = check_token_ids("banned_ids", banned_ids, None)
+        repetition_penalty = check_float("repetition_penalty", repetition_penalty, 0.0, low_open=True)
+        _check_callable("allowed_next", allowed_next)
+        _check_callable("callback", callback)
+        check_bool("return_scores", return_scores)
+        return banned_ids, repetition_penalty
 
     def _is_end(self, tok: Tensor, end_counts: Tensor) -> tuple[Tensor, Tensor]:
         if self.end_id is None:
@@ -141,6 +161,8 @@ class AutoRegressiveDecoder:
                repetition_penalty: float = 1.0, allowed_next: Callable | None = None,
                callback: Callable | None = None, return_scores: bool = False):
         """Argmax decoding of every input row; returns a list of B 1-D LongTensors (and scores [B])."""
+        banned_ids, repetition_penalty = self._check_hooks(banned_ids, repetition_penalty, allowed_next, callback,
+                                                           return_scores)
         return self._sample_loop(inputs, 1, states, pick=None, temperature=1.0, banned_ids=banned_ids,
                                  rep_penalty=repetition_penalty, allowed_next=allowed_next, callback=callback,
                                  return_scores=return_scores)
@@ -152,7 +174,16 @@ class AutoRegressiveDecoder:
                       return_scores: bool = False):
         """n samples per input from softmax(logits / T) after top-k then top-p filtering (bert4keras order);
         returns a list of B lists of n 1-D LongTensors (and scores [B, n] under the filtered distribution)."""
-        _check_int("n", n, 1)
+        n = check_int("n", n, 1)
+        topk = None if topk is None else check_int("topk", topk, 1)
+        topp = None if topp is None else check_float("topp", topp, 0.0, 1.0, low_open=True)
+        temperature = check_float("temperature", temperature, 0.0, low_open=True)
+        banned_ids, repetition_penalty = self._check_hooks(banned_ids, repetition_penalty, allowed_next, callback,
+                                                           return_scores)
+        if seed is not None:
+            check_int("seed", seed)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if generator is None and seed is not None:
             generator = torch.Generator(device=self._as_inputs(inputs)[0].device).manual_seed(seed)
 
@@ -213,7 +244,11 @@ class AutoRegressiveDecoder:
         hypotheses are kept and the search stops once the best of them beats every live beam, so with a wide
         enough beam it is exact (the reference drops them). Ranking uses score / length**length_penalty;
         the returned score is the raw sum of log-probs. Returns a list of B LongTensors (and scores [B])."""
-        K = _check_int("topk", topk, 1)
+        K = check_int("topk", topk, 1)
+        temperature = check_float("temperature", temperature, 0.0, low_open=True)
+        length_penalty = check_length_penalty(length_penalty, self.maxlen)
+        banned_ids, repetition_penalty = self._check_hooks(banned_ids, repetition_penalty, allowed_next, None,
+                                                           return_scores)
         inputs = [x.repeat_interleave(K, 0) for x in self._as_inputs(inputs)]
         N, device = inputs[0].shape[0], inputs[0].device
         B = N // K
@@ -226,8 +261,8 @@ class AutoRegressiveDecoder:
         width = torch.full((B,), K, device=device)
         end_counts = torch.zeros(N, dtype=torch.long, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
-        best_norm = torch.full((B,), float("-inf"), device=device)
-        best_raw = best_norm.clone()
+        best_norm = torch.full((B,), float("-inf"), dtype=torch.float64, device=device)   # ranking key, fp64
+        best_raw = torch.full((B,), float("-inf"), device=device)
         best_len = torch.zeros(B, dtype=torch.long, device=device)
         best_ids = torch.zeros(B, self.maxlen, dtype=torch.long, device=device)
         for step in range(self.maxlen):
@@ -247,7 +282,7 @@ class AutoRegressiveDecoder:
             states = self.reorder_states(states, rows)
             ended, end_counts = self._is_end(tok, end_counts.index_select(0, rows))
             ended = ended.view(B, K) & torch.isfinite(top)
-            norm = top / float(step + 1) ** length_penalty                               # [B, K]
+            norm = top.double() / float(step + 1) ** length_penalty                      # [B, K]
             m, j = norm.masked_fill(~ended, float("-inf")).max(1)                        # best finished now
             better = m > best_norm
             if bool(better.any()):
@@ -258,12 +293,12 @@ class AutoRegressiveDecoder:
                 best_ids[better] = buf[pick[better], off:]
             width = width - ended.sum(1)
             beam = top.masked_fill(ended, float("-inf"))
-            live_best = (beam / float(step + 1) ** length_penalty).max(1).values
+            live_best = (beam.double() / float(step + 1) ** length_penalty).max(1).values
             done |= (best_norm >= live_best) | (width <= 0)
             if bool(done.all()):
                 break
         # inputs still open at maxlen: their best live beam competes with the finished ones
-        live_norm, j = (beam / float(self.maxlen) ** length_penalty).max(1)
+        live_norm, j = (beam.double() / float(self.maxlen) ** length_penalty).max(1)
         take = (live_norm > best_norm) & ~done
         if bool(take.any()):
             best_raw = torch.where(take, beam.gather(1, j[:, None])[:, 0], best_raw)

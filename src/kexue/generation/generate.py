@@ -13,7 +13,10 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .._validate import check_bool, check_float, check_int
 from .decoder import AutoRegressiveDecoder
+from .limits import (check_fits_memory, check_length_penalty, check_positions, check_token_id,
+                     check_token_ids)
 
 __all__ = ["generate", "left_align"]
 
@@ -27,10 +30,11 @@ def left_align(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
 class _ModelDecoder(AutoRegressiveDecoder):
     """predict() for one model kind; rows of `inputs` are already expanded to beams / samples."""
 
-    def __init__(self, model, kind: str, use_cache: bool, new_segment: int | None, cache_len: int, **kw):
+    def __init__(self, model, kind: str, use_cache: bool, new_segment: int | None, cache_len: int,
+                 pos_offset: int = 0, **kw):
         super().__init__(**kw)
         self.model, self.kind, self.use_cache = model, kind, use_cache
-        self.new_segment, self.cache_len = new_segment, cache_len
+        self.new_segment, self.cache_len, self.pos_offset = new_segment, cache_len, pos_offset
 
     def predict(self, inputs, output_ids, states):
         if self.kind == "t5":
@@ -42,13 +46,13 @@ class _ModelDecoder(AutoRegressiveDecoder):
         if not self.use_cache:                                                      # recompute everything
             full = torch.cat([ids, output_ids], 1)
             full_mask = torch.cat([mask, torch.ones_like(output_ids, dtype=mask.dtype)], 1)
-            pos = (full_mask.long().cumsum(1) - 1).clamp_min(0)
+            pos = (full_mask.long().cumsum(1) - 1).clamp_min(0) + self.pos_offset
             full_seg = None if seg is None else torch.cat([seg, new_seg.expand(N, t)], 1)
             out = self.model(full, segment_ids=full_seg, attention_mask=full_mask, position_ids=pos)
             return out.logits[:, -1]
         if states is None:                                                          # prefill the prompt
             cache = self.model.make_cache(N, self.cache_len)
-            pos = (mask.long().cumsum(1) - 1).clamp_min(0)                          # [N, n]
+            pos = (mask.long().cumsum(1) - 1).clamp_min(0) + self.pos_offset        # [N, n]
             out = self.model(ids, segment_ids=seg, attention_mask=mask, position_ids=pos, cache=cache,
                              logits_to_keep=1)
             return out.logits[:, -1], (cache, pos[:, -1:] + 1)
@@ -79,7 +83,68 @@ def _kind(model) -> str:
     if app not in ("lm", "unilm"):
         raise ValueError(f"generate needs a model built with application='lm' or 'unilm' (or an encoder-decoder), "
                          f"got application={app!r}")
+    if getattr(model, "mlm", True) is None:
+        raise ValueError("generate needs a model with a language-model head: build it with with_mlm=True "
+                         "(its forward returns no logits)")
     return app
+
+
+def _check_prompt(input_ids, attention_mask, V: int) -> Tensor:
+    """input_ids [B, n] integer ids in [0, V); attention_mask [B, n] of 0/1 with a real token in every row.
+    Returns the mask (ones when none is given) on input_ids' device."""
+    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.numel() == 0:
+        raise ValueError(f"input_ids must be a non-empty [B, n] tensor, got {getattr(input_ids, 'shape', input_ids)}")
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
+    lo, hi = int(input_ids.min()), int(input_ids.max())
+    if lo < 0 or hi >= V:
+        raise ValueError(f"input_ids contain ids in [{lo}, {hi}], outside the vocabulary [0, {V})")
+    if attention_mask is None:
+        return torch.ones_like(input_ids)
+    if not isinstance(attention_mask, Tensor):
+        raise TypeError(f"attention_mask must be a tensor [B, n] or None, got {type(attention_mask).__name__}")
+    mask = attention_mask.to(input_ids.device)
+    if tuple(mask.shape) != tuple(input_ids.shape):
+        raise ValueError(f"attention_mask has shape {tuple(mask.shape)}; expected {tuple(input_ids.shape)}")
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        bad = mask[(mask != 0) & (mask != 1)][:4].tolist()
+        raise ValueError(f"attention_mask must hold 0 (padding) or 1 (real token), got values such as {bad}")
+    empty = (mask == 0).all(1)
+    if bool(empty.any()):
+        raise ValueError(f"attention_mask rows {empty.nonzero().flatten().tolist()} have no real token: an empty "
+                         "prompt has nothing to condition on (give each row at least one token, e.g. a BOS)")
+    return mask.long()
+
+
+def _segment_limit(model) -> int | None:
+    """Segment ids the model can embed: its segment table, or the word table for GPT-style models."""
+    emb = getattr(model, "embeddings", None)
+    if emb is None:
+        return None
+    if getattr(emb, "segment_via_word", False):
+        return model.config.vocab_size
+    table = getattr(emb, "segment", None)
+    return None if table is None else table.num_embeddings
+
+
+def _check_segments(segment_ids, shape, limit: int | None) -> None:
+    if not isinstance(segment_ids, Tensor) or segment_ids.is_floating_point() or segment_ids.dtype == torch.bool:
+        raise TypeError(f"segment_ids must be an integer tensor [B, n], got "
+                        f"{getattr(segment_ids, 'dtype', type(segment_ids).__name__)}")
+    if tuple(segment_ids.shape) != tuple(shape):
+        raise ValueError(f"segment_ids has shape {tuple(segment_ids.shape)}; expected {tuple(shape)}")
+    lo, hi = int(segment_ids.min()), int(segment_ids.max())
+    if lo < 0 or (limit is not None and hi >= limit):
+        raise ValueError(f"segment_ids contain ids in [{lo}, {hi}], outside [0, {limit})")
+
+
+def _cache_bytes_per_token(model) -> int:
+    """Bytes one cached position of one row takes: K and V of every decoder layer, plus its mask entries."""
+    cfg = model.config
+    layers = (getattr(cfg, "num_decoder_layers", 0) or cfg.num_layers) if hasattr(model, "decode") else cfg.num_layers
+    head_dim = cfg.head_dim or cfg.hidden_size // cfg.num_heads
+    itemsize = next(model.parameters()).element_size()
+    return 2 * layers * cfg.num_heads * head_dim * itemsize + 9
 
 
 def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attention_mask: Tensor | None = None, *,
@@ -100,41 +165,67 @@ def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attent
     plus scores (sum of token log-probs) with return_scores.
     """
     kind = _kind(model)
-    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.numel() == 0:
-        raise ValueError(f"input_ids must be a non-empty [B, n] tensor, got {getattr(input_ids, 'shape', input_ids)}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    cfg = model.config
+    V = cfg.vocab_size
+    mask = _check_prompt(input_ids, attention_mask, V)
+    B, n = input_ids.shape
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
+    min_new_tokens = check_int("min_new_tokens", min_new_tokens, 0, max_new_tokens)
+    num_beams = check_int("num_beams", num_beams, 1)
+    num_samples = check_int("num_samples", num_samples, 1)
+    do_sample, use_cache = check_bool("do_sample", do_sample), check_bool("use_cache", use_cache)
+    check_bool("return_scores", return_scores)
     if num_beams > 1 and do_sample:
         raise ValueError(f"choose beam search (num_beams={num_beams}) or sampling (do_sample=True), not both")
-    cfg = model.config
-    end_id = getattr(cfg, "eos_token_id", None) if end_id == -1 else end_id
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device)
-    if tuple(mask.shape) != tuple(input_ids.shape):
-        raise ValueError(f"attention_mask has shape {tuple(mask.shape)}; expected {tuple(input_ids.shape)}")
+    topk = None if topk is None else check_int("topk", topk, 1)
+    topp = None if topp is None else check_float("topp", topp, 0.0, 1.0, low_open=True)
+    temperature = check_float("temperature", temperature, 0.0, low_open=True)
+    length_penalty = check_length_penalty(length_penalty, max_new_tokens)
+    repetition_penalty = check_float("repetition_penalty", repetition_penalty, 0.0, low_open=True)
+    banned_ids = check_token_ids("banned_ids", banned_ids, V)
+    if end_id == -1:
+        end_id = check_token_id("end_id (the config's eos_token_id)", getattr(cfg, "eos_token_id", None), V)
+    else:
+        end_id = check_token_id("end_id", end_id, V)
     if kind == "unilm" and segment_ids is None:
         raise ValueError("a UniLM model needs segment_ids for the source (0) part of input_ids")
-    if segment_ids is not None and tuple(segment_ids.shape) != tuple(input_ids.shape):
-        raise ValueError(f"segment_ids has shape {tuple(segment_ids.shape)}; expected {tuple(input_ids.shape)}")
+    seg_limit = _segment_limit(model)
+    if segment_ids is not None:
+        _check_segments(segment_ids, input_ids.shape, seg_limit)
     if kind == "unilm" and new_segment is None:
+        if seg_limit is not None and seg_limit < 2:
+            raise ValueError(f"a UniLM model gives generated tokens segment 1 (new_segment), but this model embeds "
+                             f"only segments [0, {seg_limit}); pass new_segment or use a model with type_vocab_size >= 2")
         new_segment = 1
+    if new_segment is not None:
+        new_segment = check_int("new_segment", new_segment, 0, None if seg_limit is None else seg_limit - 1)
+    rows = B * (num_beams if num_beams > 1 else num_samples if do_sample else 1)
+    if kind == "t5":
+        start = getattr(cfg, "decoder_start_token_id", None) if decoder_start_id is None else decoder_start_id
+        if start is None:
+            raise ValueError("T5 generation needs decoder_start_id (the config has no decoder_start_token_id)")
+        start = check_token_id("decoder_start_id", start, V, allow_none=False)
+        cache_len, offset = max_new_tokens + 1, 0
+    else:
+        start = None
+        offset = check_positions(model, n, max_new_tokens)          # before any cache exists
+        cache_len = n + max_new_tokens
+    if use_cache:
+        check_fits_memory(f"max_new_tokens={max_new_tokens} with a prompt of length {n} over {rows} rows "
+                          f"(batch {B} x num_beams/num_samples)", rows * cache_len * _cache_bytes_per_token(model),
+                          input_ids.device)
     with torch.inference_mode():
         if kind == "t5":
-            start = getattr(cfg, "decoder_start_token_id", None) if decoder_start_id is None else decoder_start_id
-            if start is None:
-                raise ValueError("T5 generation needs decoder_start_id (the config has no decoder_start_token_id)")
             inputs = [model.encode(input_ids, mask), mask]                          # encoder runs once, [B, n, C]
-            cache_len = max_new_tokens + 1
         else:
-            start = None
             seg = segment_ids if segment_ids is not None else input_ids.new_zeros(input_ids.shape[0], 0)
             if segment_ids is not None:
-                mask, ids, seg = left_align(mask, input_ids, seg)
+                mask, ids, seg = left_align(mask, input_ids, seg.to(input_ids.device))
             else:
                 mask, ids = left_align(mask, input_ids)
             inputs = [ids, mask, seg]
-            cache_len = input_ids.shape[1] + max_new_tokens
-        dec = _ModelDecoder(model, kind, use_cache, new_segment, cache_len, start_id=start, end_id=end_id,
-                            maxlen=max_new_tokens, minlen=min_new_tokens, min_ends=min_ends)
+        dec = _ModelDecoder(model, kind, use_cache, new_segment, cache_len, pos_offset=offset, start_id=start,
+                            end_id=end_id, maxlen=max_new_tokens, minlen=min_new_tokens, min_ends=min_ends)
         common = dict(banned_ids=banned_ids, repetition_penalty=repetition_penalty, allowed_next=allowed_next,
                       return_scores=return_scores)
         if do_sample:

@@ -11,25 +11,47 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["apply_temperature", "top_k_filter", "top_p_filter", "repetition_penalty", "ban_tokens",
+from .._validate import check_float, check_int
+from .limits import check_token_ids
+
+__all__ = ["check_scores", "apply_temperature", "top_k_filter", "top_p_filter", "repetition_penalty", "ban_tokens",
            "restrict_tokens"]
 
 NEG_INF = float("-inf")
 
 
+def check_scores(scores: Tensor, name: str = "scores") -> Tensor:
+    """Float scores [..., V] with no NaN and no +inf (-inf marks a removed token); anything else would turn
+    into NaN probabilities and be sampled from silently."""
+    if not isinstance(scores, Tensor) or not scores.is_floating_point() or scores.dim() < 1:
+        raise TypeError(f"{name} must be a floating-point tensor [..., V], got "
+                        f"{getattr(scores, 'dtype', type(scores).__name__)}")
+    if scores.shape[-1] == 0:
+        raise ValueError(f"{name} has an empty vocabulary axis: shape {tuple(scores.shape)}")
+    if bool(torch.isnan(scores).any() | torch.isposinf(scores).any()):
+        raise ValueError(f"{name} contain NaN or +inf values; expected finite scores (-inf for removed tokens)")
+    return scores
+
+
 def apply_temperature(scores: Tensor, temperature: float) -> Tensor:
     """scores / T: softmax(scores / T) is the tempered distribution (probas**(1/T) renormalised)."""
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-    return scores if temperature == 1 else scores / temperature
+    temperature = check_float("temperature", temperature, 0.0, low_open=True)
+    check_scores(scores)
+    if temperature == 1:
+        return scores
+    out = scores / temperature
+    if bool(torch.isposinf(out).any() | (torch.isneginf(out) & ~torch.isneginf(scores)).any()):
+        raise ValueError(f"temperature={temperature!r} is too small for these scores: scores / temperature "
+                         f"overflows {scores.dtype}; use a larger temperature (or greedy decoding)")
+    return out
 
 
 def top_k_filter(scores: Tensor, k: int | None) -> Tensor:
     """Keep the k highest scores of each row, -inf elsewhere (k = None or k >= V keeps all)."""
     if k is None:
         return scores
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"topk must be an int >= 1 or None, got {k!r}")
+    k = check_int("topk", k, 1)
+    check_scores(scores)
     if k >= scores.shape[-1]:
         return scores
     kth = scores.topk(k, dim=-1).values[..., -1:]                        # [N, 1]
@@ -41,8 +63,8 @@ def top_p_filter(scores: Tensor, p: float | None) -> Tensor:
     including the token that crosses p (bert4keras / HF `TopPLogitsWarper` semantics; >= 1 token kept)."""
     if p is None:
         return scores
-    if not isinstance(p, (int, float)) or not 0 < p <= 1:
-        raise ValueError(f"topp must be a float in (0, 1] or None, got {p!r}")
+    p = check_float("topp", p, 0.0, 1.0, low_open=True)
+    check_scores(scores)
     if p == 1:
         return scores
     sorted_scores, order = scores.sort(dim=-1, descending=True)                 # [N, V]
@@ -57,10 +79,14 @@ def top_p_filter(scores: Tensor, p: float | None) -> Tensor:
 def repetition_penalty(scores: Tensor, previous_ids: Tensor, penalty: float) -> Tensor:
     """CTRL repetition penalty (arXiv:1909.05858, as HF `RepetitionPenaltyLogitsProcessor`): every token
     already in previous_ids [N, t] gets its logit divided by `penalty` if positive, multiplied if negative."""
-    if not isinstance(penalty, (int, float)) or not penalty > 0:
-        raise ValueError(f"repetition_penalty must be a number > 0, got {penalty!r}")
+    penalty = check_float("repetition_penalty", penalty, 0.0, low_open=True)
+    check_scores(scores)
     if penalty == 1 or previous_ids.shape[-1] == 0:
         return scores
+    V = scores.shape[-1]
+    if previous_ids.is_floating_point() or bool((previous_ids < 0).any() | (previous_ids >= V).any()):
+        raise ValueError(f"previous_ids must be integer token ids in [0, {V}), got {previous_ids.dtype} values "
+                         f"in [{previous_ids.min().item()}, {previous_ids.max().item()}]")
     seen = scores.gather(-1, previous_ids)                                       # [N, t]
     seen = torch.where(seen < 0, seen * penalty, seen / penalty)
     return scores.scatter(-1, previous_ids, seen)
@@ -68,12 +94,11 @@ def repetition_penalty(scores: Tensor, previous_ids: Tensor, penalty: float) -> 
 
 def ban_tokens(scores: Tensor, banned_ids: Sequence[int] | Tensor | None) -> Tensor:
     """Set the scores of banned token ids to -inf in every row."""
-    if banned_ids is None or len(banned_ids) == 0:
-        return scores
-    idx = torch.as_tensor(banned_ids, dtype=torch.long, device=scores.device)
     V = scores.shape[-1]
-    if idx.dim() != 1 or (idx < 0).any() or (idx >= V).any():
-        raise ValueError(f"banned_ids must be token ids in [0, {V}), got {idx.tolist()}")
+    banned_ids = check_token_ids("banned_ids", banned_ids, V)
+    if not banned_ids:
+        return scores
+    idx = torch.tensor(banned_ids, dtype=torch.long, device=scores.device)
     out = scores.clone()
     out[..., idx] = NEG_INF
     return out
