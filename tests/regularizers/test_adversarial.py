@@ -215,3 +215,83 @@ def test_adversarial_step_without_trainer_matches_manual_fgm():
                                 method=method, **kw)["reg"] >= 0
     with pytest.raises(ValueError, match="method"):
         adversarial_step(m1, F.cross_entropy, (x, y), torch.optim.SGD(m1.parameters(), lr=0.1), method="awp")
+
+
+_TINY = {
+    "bert": dict(model_type="bert", vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=20, max_position_embeddings=32),
+    "gpt2": dict(model_type="gpt2", vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=32),
+    "t5": dict(model_type="t5", vocab_size=40, d_model=16, d_kv=8, d_ff=20, num_layers=1, num_heads=2),
+}
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "t5"])
+@pytest.mark.parametrize("cls", [FGM, PGD])
+def test_default_target_is_the_token_embedding_only(family, cls):
+    """Issue 8 / https://kexue.fm/archives/7234: bert4keras perturbs the token embedding ("Embedding-Token")
+    only.  target="embedding" (the default) used to match every parameter whose name contains "embedding":
+    position and segment tables and the embedding LayerNorm too."""
+    import kexue
+    model = kexue.build_transformer_model(config=dict(_TINY[family]))
+    token = model.shared if family == "t5" else model.embeddings.word
+    for atk in (cls(model), cls(model, "embedding"), cls(model, target="token_embedding")):
+        assert len(atk.targets) == 1 and atk.targets[0] is token.weight
+    if family != "t5":  # the others stay selectable, by name or with "all_embeddings"
+        every = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
+        assert len(every) > 1
+        assert {id(p) for p in cls(model, "all_embeddings").targets} == {id(p) for p in every}
+        assert {n for n, p in model.named_parameters() if any(p is t for t in cls(model, "embeddings.").targets)} \
+            == {n for n, _ in model.named_parameters() if "embeddings." in n}
+
+
+def test_default_target_perturbs_nothing_but_the_token_matrix():
+    import kexue
+    model = kexue.build_transformer_model(config=dict(_TINY["bert"]))
+    ids = torch.tensor([[1, 5, 7, 2]])
+    model(ids).last_hidden_state.square().sum().backward()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with FGM(model, epsilon=0.5):
+        changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"embeddings.word.weight"}
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_token_embedding_of_an_ambiguous_model_is_a_clear_error():
+    class TwoTables(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Embedding(5, 3), nn.Embedding(7, 3)
+    with pytest.raises(ValueError, match="token embedding"):
+        FGM(TwoTables())
+    m = TwoTables()
+    assert [id(t) for t in FGM(m, "all_embeddings").targets] == [id(m.a.weight), id(m.b.weight)]
+    assert [id(t) for t in FGM(m, target=m.b).targets] == [id(m.b.weight)]
+
+
+def test_model_with_get_input_embeddings_uses_it():
+    class HFStyle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos, self.tok = nn.Embedding(5, 3), nn.Embedding(9, 3)
+
+        def get_input_embeddings(self):
+            return self.tok
+    m = HFStyle()
+    assert FGM(m).targets == [m.tok.weight]
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda x: FGM(target=x, epsilon=float("nan")), ValueError, "epsilon"),
+    (lambda x: FGM(target=x, epsilon=float("inf")), ValueError, "epsilon"),
+    (lambda x: FGM(target=x, use_sign="no"), TypeError, "use_sign"),
+    (lambda x: PGD(target=x, steps=True), TypeError, "steps"),
+    (lambda x: PGD(target=x, steps=0), ValueError, "steps"),
+    (lambda x: PGD(target=x, alpha=float("nan")), ValueError, "alpha"),
+    (lambda x: VAT(lambda t: t, xi=0.0), ValueError, "xi"),
+    (lambda x: VAT(lambda t: t, iters=1.5), TypeError, "iters"),
+    (lambda x: input_gradient_penalty(x.sum(), x, epsilon=float("nan")), ValueError, "epsilon"),
+])
+def test_attack_hyperparameters_checked_by_name(call, exc, name):
+    x = torch.randn(3, requires_grad=True)
+    with pytest.raises(exc, match=name):
+        call(x)

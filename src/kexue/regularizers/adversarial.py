@@ -15,15 +15,44 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-__all__ = ["input_gradient_penalty", "FGM", "PGD", "VAT", "adversarial_step", "resolve_targets"]
+from kexue._validate import check_bool, check_float, check_int
+
+__all__ = ["input_gradient_penalty", "FGM", "PGD", "VAT", "adversarial_step", "resolve_targets",
+           "token_embedding"]
 _NORMS = ("global", "per_sample", "per_row")
 Target = str | nn.Module | Tensor | Sequence[Tensor] | Callable[[str, Tensor], bool]
 
 
+_TOKEN_TABLE_NAMES = ("word", "word_embeddings", "wte", "shared", "embed_tokens", "tok_embeddings",
+                      "token_embedding", "token_embeddings", "embed_in")
+
+
+def token_embedding(model: nn.Module) -> nn.Embedding:
+    """The token (word) embedding of `model`, what bert4keras calls "Embedding-Token": the module returned by
+    `model.get_input_embeddings()` when there is one, else the model's only nn.Embedding, else the one nn.Embedding
+    named like a token table (kexue `embeddings.word`, HF `word_embeddings` / `wte` / `embed_tokens`, T5 `shared`)."""
+    get = getattr(model, "get_input_embeddings", None)
+    if callable(get) and isinstance(emb := get(), nn.Embedding):
+        return emb
+    tables = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    if len(tables) == 1:
+        return tables[0][1]
+    named = [m for n, m in tables if n.rsplit(".", 1)[-1] in _TOKEN_TABLE_NAMES]
+    if len(named) == 1:
+        return named[0]
+    raise ValueError(f"cannot tell the token embedding of {type(model).__name__} among its nn.Embedding modules "
+                     f"{[n for n, _ in tables]}: pass target= the module, its weight or a parameter name, or "
+                     "target='all_embeddings'")
+
+
 def resolve_targets(model: nn.Module | None, target: Target) -> list[Tensor]:
-    """Tensors to perturb: a tensor / list of tensors, a module's parameters (an nn.Embedding gives its
-    matrix), parameters whose name contains a string ("embedding" also matches every nn.Embedding
-    weight), or parameters selected by fn(name, param)."""
+    """Tensors to perturb (https://kexue.fm/archives/7234):
+    - "embedding" or "token_embedding": the token embedding matrix only (`token_embedding`), as the article and
+      bert4keras; position / segment tables and the embedding LayerNorm are left alone;
+    - "all_embeddings": the weight of every nn.Embedding (token, position, segment, ...);
+    - any other string: every parameter whose name contains it (e.g. "embeddings." = the whole embedding block);
+    - a tensor / list of tensors, a module's parameters (an nn.Embedding gives its matrix), or the parameters
+      selected by fn(name, param)."""
     if isinstance(target, Tensor):
         return [target]
     if isinstance(target, nn.Module):
@@ -33,9 +62,12 @@ def resolve_targets(model: nn.Module | None, target: Target) -> list[Tensor]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"target={target!r} selects parameters by name, so model must be an nn.Module, "
                         f"got {type(model).__name__}")
-    if isinstance(target, str):
-        emb = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} if target == "embedding" else set()
-        found = [p for n, p in model.named_parameters() if target in n or id(p) in emb]
+    if target in ("embedding", "token_embedding"):
+        return [token_embedding(model).weight]
+    if target == "all_embeddings":
+        found = list({id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Embedding)}.values())
+    elif isinstance(target, str):
+        found = [p for n, p in model.named_parameters() if target in n]
     elif callable(target):
         found = [p for n, p in model.named_parameters() if target(n, p)]
     else:
@@ -68,8 +100,7 @@ def input_gradient_penalty(loss: Tensor, wrt: Tensor | nn.Module | Sequence[Tens
     """0.5 * eps * ||grad_wrt loss||^2 (or eps * ||grad||), built with create_graph=True so that
     backpropagating it differentiates the gradient norm (double backprop), unlike bert4torch which
     only doubles the gradient. Add it to the loss before backward."""
-    if not epsilon >= 0:
-        raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
+    epsilon = check_float("epsilon", epsilon, 0.0)
     tensors = resolve_targets(None, wrt) if not isinstance(wrt, str) else None
     if not tensors or not all(t.requires_grad for t in tensors):
         raise ValueError("wrt must be tensors/parameters with requires_grad=True (e.g. embedding.weight)")
@@ -81,13 +112,15 @@ def input_gradient_penalty(loss: Tensor, wrt: Tensor | nn.Module | Sequence[Tens
 
 
 class FGM:
-    """Fast gradient method: attack() adds eps*g/||g|| (or eps*sign(g)) to the targets, restore()
-    copies the saved values back bit-exactly. `with FGM(model): loss_adv.backward()`."""
+    """Fast gradient method (https://kexue.fm/archives/7234): attack() adds eps*g/||g|| (or eps*sign(g)) to the
+    targets, restore() copies the saved values back bit-exactly. `with FGM(model): loss_adv.backward()`.
+    The default target="embedding" is the token embedding matrix only, as in the article and bert4keras;
+    target="all_embeddings", a parameter-name substring, a module or tensors select others (`resolve_targets`)."""
 
     def __init__(self, model: nn.Module | None = None, target: Target = "embedding", epsilon: float = 1.0,
                  norm: str = "global", use_sign: bool = False) -> None:
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        epsilon = check_float("epsilon", epsilon, 0.0, low_open=True)
+        use_sign = check_bool("use_sign", use_sign)
         self.targets = resolve_targets(model, target)
         self.epsilon, self.norm, self.use_sign = epsilon, _check_norm(norm), use_sign
         self.backup: dict[int, Tensor] = {}
@@ -127,14 +160,14 @@ class FGM:
 
 class PGD(FGM):
     """Projected gradient descent (Madry et al.): `steps` ascent steps of size alpha, each projected
-    back onto the eps-ball (L2 per `norm`, or L-inf with use_sign) around the original values."""
+    back onto the eps-ball (L2 per `norm`, or L-inf with use_sign) around the original values.  Targets as
+    FGM: by default the token embedding matrix only."""
 
     def __init__(self, model: nn.Module | None = None, target: Target = "embedding", epsilon: float = 1.0,
                  alpha: float = 0.3, steps: int = 3, norm: str = "global", use_sign: bool = False) -> None:
         super().__init__(model, target, epsilon, norm, use_sign)
-        if not alpha > 0 or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"need alpha > 0 and an int steps >= 1, got alpha={alpha!r}, steps={steps!r}")
-        self.alpha, self.steps = alpha, steps
+        self.alpha = check_float("alpha", alpha, 0.0, low_open=True)
+        self.steps = check_int("steps", steps, 1)
 
     def _project(self, delta: Tensor) -> Tensor:
         if self.use_sign:
@@ -175,8 +208,8 @@ class VAT:
     def __init__(self, model_fn: Callable, target: str | nn.Module | Tensor = "input", epsilon: float = 1.0,
                  xi: float = 10.0, iters: int = 1, distance: str = "kl", norm: str = "global",
                  generator: torch.Generator | None = None, perturb: str | None = None) -> None:
-        if not epsilon > 0 or not xi > 0 or not isinstance(iters, int) or iters < 0:
-            raise ValueError(f"need epsilon > 0, xi > 0, int iters >= 0; got {epsilon!r}, {xi!r}, {iters!r}")
+        epsilon = check_float("epsilon", epsilon, 0.0, low_open=True)
+        xi, iters = check_float("xi", xi, 0.0, low_open=True), check_int("iters", iters, 0)
         if distance not in ("kl", "mse"):
             raise ValueError(f"distance must be 'kl' or 'mse', got {distance!r}")
         if isinstance(target, str) and target != "input":
