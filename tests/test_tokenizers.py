@@ -323,7 +323,7 @@ def test_bad_input_raises_clear_errors(tok, tmp_path):
         Tokenizer({"[CLS]": 0, "[SEP]": 1, "a": 2})
     with pytest.raises(ValueError, match="vocab ids must be exactly 0..1"):
         Tokenizer({"[UNK]": 0, "[CLS]": 5})
-    with pytest.raises(ValueError, match="token id must be an int in \\[0, 30522\\), got 30522"):
+    with pytest.raises(ValueError, match="ids\\[1\\] must be a token id in \\[0, 30522\\), got 30522"):
         tok.decode([101, 30522])
     with pytest.raises(ValueError, match="token 'zebra' does not occur"):
         tok.rematch("hello", ["[CLS]", "zebra", "[SEP]"])
@@ -379,3 +379,91 @@ def test_sp_tokenizer_matches_sentencepiece(sp_model):
         SpTokenizer("nope.model")
     with pytest.raises(ValueError, match="add_bos=True but the sentencepiece model defines no bos"):
         SpTokenizer(path, add_bos=True)
+
+
+# ---- issue 8: rematch follows the offsets, surrogates and other bad input -------------------------
+def _mapping_from_offsets(tokens, offsets):
+    """The reference: each token's characters are its HF offset span; bracketed tokens map to []."""
+    return [[] if is_special_token(t) else list(range(s, e)) for t, (s, e) in zip(tokens, offsets)]
+
+
+@pytest.mark.parametrize("text", ["ab😀 a", "x😀y z😀 z", "a\u200bb c", "naïve 😀😀 café", "你😀好 ab"] + TEXTS)
+def test_rematch_equals_the_mapping_of_hf_offsets(hf, tok, text):
+    tokens = tok.tokenize(text)
+    enc = hf(text, return_offsets_mapping=True)
+    assert tokens == hf.convert_ids_to_tokens(enc["input_ids"])
+    assert tok.rematch(text, tokens) == _mapping_from_offsets(tokens, enc["offset_mapping"])
+
+
+def test_rematch_after_an_unk_word_points_past_it(tok):
+    assert tok.tokenize("ab😀 a") == ["[CLS]", "[UNK]", "a", "[SEP]"]
+    assert tok.rematch("ab😀 a", ["[CLS]", "[UNK]", "a", "[SEP]"]) == [[], [], [4], []]  # was [[], [], [0], []]
+    text = "ab😀 a b a"
+    tokens = tok.tokenize(text, maxlen=4)  # truncated: [CLS] [UNK] a [SEP]
+    assert tok.rematch(text, tokens) == [[], [], [4], []]
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda t: t.encode("a\ud800b"), "first"), (lambda t: t.encode("a", "bc\udfff"), "second"),
+    (lambda t: t.tokenize("a\ud800b"), "text"), (lambda t: t.rematch("a\ud800b", ["a"]), "text"),
+    (lambda t: t.encode_batch(["ok", "a\ud800b"]), "firsts\\[1\\]")])
+def test_lone_surrogate_is_a_clear_error(tok, call, name):
+    with pytest.raises(ValueError, match=f"{name} contains a surrogate .* at position [12]"):
+        call(tok)
+
+
+def test_bad_ids_tokens_and_flags_name_the_argument(tok, tmp_path):
+    import numpy as np
+    with pytest.raises(ValueError, match="ids\\[1\\] must be a token id in \\[0, 30522\\), got -1"):
+        tok.decode([101, -1])
+    with pytest.raises(TypeError, match="ids\\[0\\] must be an int token id, got 1.5"):
+        tok.decode([1.5])  # was silently read as id 1
+    with pytest.raises(TypeError, match="ids\\[0\\] must be an int token id"):
+        tok.decode(torch.tensor([1.0, 2.0]))
+    assert tok.decode(np.array([7592, 2088])) == tok.decode([7592, 2088]) == "hello world"
+    assert tok.id_to_token(np.int64(101)) == "[CLS]"
+    with pytest.raises(TypeError, match="tokens must be a list of token strings"):
+        tok.tokens_to_ids("hello")
+    with pytest.raises(TypeError, match="maxlen must be an int or None, got float"):
+        tok.encode("abc", maxlen=5.0)
+    assert tok.encode("abc", maxlen=np.int64(3)) == tok.encode("abc", maxlen=3)
+    with pytest.raises(TypeError, match="return_offsets must be a bool or None, got 'no'"):
+        tok.encode("abc", return_offsets="no")
+    with pytest.raises(TypeError, match="do_lower_case must be a bool, got 'no'"):
+        Tokenizer(VOCAB, do_lower_case="no")
+    with pytest.raises(ValueError, match="max_input_chars_per_word must be an int >= 1, got 0"):
+        Tokenizer(VOCAB, max_input_chars_per_word=0)
+
+
+def test_load_and_save_vocab_refuse_files_that_would_not_round_trip(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="vocab file .*empty.txt.* holds no token"):
+        load_vocab(empty)
+    with pytest.raises(ValueError, match="vocab file .*empty.txt.* holds no token"):
+        Tokenizer(str(empty))
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_vocab(tmp_path)
+    binary = tmp_path / "vocab.bin"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ValueError, match="vocab file .*vocab.bin.* is not valid utf-8"):
+        load_vocab(binary)
+    with pytest.raises(ValueError, match="token 'a b'.* whitespace"):
+        save_vocab(tmp_path / "v.txt", {"[UNK]": 0, "a b": 1})  # would load back as 'a'
+    with pytest.raises(ValueError, match="token 'x\\\\n'.* whitespace"):
+        save_vocab(tmp_path / "v.txt", {"[UNK]": 0, "x\n": 1})
+
+
+def test_sp_tokenizer_bad_input(sp_model, tmp_path):
+    path, _ = sp_model
+    tk = SpTokenizer(path)
+    with pytest.raises(ValueError, match="ids\\[2\\] must be a token id in \\[0, 60\\), got 60"):
+        tk.decode([3, 4, 60])
+    with pytest.raises(ValueError, match="first contains a surrogate"):
+        tk.encode("the \ud800 cat")
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a sentencepiece model")
+    with pytest.raises(ValueError, match="model_path=.*bad.model.* is not a sentencepiece model"):
+        SpTokenizer(str(bad))
+    with pytest.raises(TypeError, match="add_eos must be a bool"):
+        SpTokenizer(path, add_eos="yes")

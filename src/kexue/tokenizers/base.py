@@ -7,10 +7,12 @@ segment ids of a pair `[CLS] A [SEP] B [SEP]`, and dynamic padding of a batch.
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Sequence
 
 import torch
 
+from kexue._validate import check_bool, check_int
 from kexue.ops import sequence_padding
 
 __all__ = ["TokenizerBase", "longest_first"]
@@ -21,6 +23,8 @@ Offsets = list[tuple[int, int]]
 def longest_first(n1: int, n2: int, budget: int) -> tuple[int, int]:
     """Lengths kept of a pair (n1, n2) under `budget` tokens, Hugging Face's `longest_first` rule:
     cut the longer one down to the shorter, then split the budget evenly (the odd token to the longer)."""
+    n1, n2 = check_int("n1", n1, low=0), check_int("n2", n2, low=0)
+    budget = check_int("budget", budget, low=0)
     if n1 + n2 <= budget:
         return n1, n2
     swap = n1 > n2
@@ -32,8 +36,18 @@ def longest_first(n1: int, n2: int, budget: int) -> tuple[int, int]:
 
 
 def _check_text(text, name: str) -> None:
+    """A str that the Rust tokenizer can take: a surrogate code point (e.g. '\\ud800' from a bad decode)
+    has no UTF-8 form, so it is refused here by name and position, as Hugging Face refuses it (with an
+    unclear TypeError); repair the text upstream (decode with errors='replace', or join surrogate pairs
+    with .encode('utf-16', 'surrogatepass').decode('utf-16'))."""
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, got {type(text).__name__}: {repr(text)[:60]}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name} contains a surrogate code point {text[e.start]!r} at position {e.start}, "
+                         "which has no UTF-8 form: the text must be valid Unicode (repair its decoding, "
+                         "e.g. errors='replace')") from None
 
 
 class TokenizerBase(abc.ABC):
@@ -73,13 +87,14 @@ class TokenizerBase(abc.ABC):
         return self.vocab_size
 
     def tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-        return [self.token_to_id(t) for t in tokens]
+        return [self.token_to_id(t) for t in _as_token_list(tokens)]
 
     def ids_to_tokens(self, ids) -> list[str]:
-        return [self.id_to_token(int(i)) for i in _as_id_list(ids)]
+        return [self.id_to_token(i) for i in _as_id_list(ids, self.vocab_size)]
 
     def tokenize(self, text: str, maxlen: int | None = None) -> list[str]:
         """Tokens of `text` with the start/end tokens, as bert4keras (`[CLS] ... [SEP]`)."""
+        _check_text(text, "text")
         ids, _ = self.encode(text, maxlen=maxlen, return_offsets=False)
         return [self.id_to_token(i) for i in ids]
 
@@ -91,10 +106,11 @@ class TokenizerBase(abc.ABC):
         _check_text(first, "first")
         if second is not None:
             _check_text(second, "second")
-        self._check_maxlen(maxlen, second is not None)
+        maxlen = self._check_maxlen(maxlen, second is not None)
+        with_offsets = self._want_offsets(return_offsets)
         a = self._pieces(first)
         b = None if second is None else self._pieces(second)
-        return self._assemble(a, b, maxlen, self._want_offsets(return_offsets))
+        return self._assemble(a, b, maxlen, with_offsets)
 
     def encode_batch(self, firsts: Sequence[str], seconds: Sequence[str] | None = None,
                      maxlen: int | None = None, return_tensors: bool = True):
@@ -106,7 +122,8 @@ class TokenizerBase(abc.ABC):
             if len(seconds) != len(firsts):
                 raise ValueError(f"seconds must have one text per first text: got {len(seconds)} "
                                  f"seconds for {len(firsts)} firsts")
-        self._check_maxlen(maxlen, seconds is not None)
+        maxlen = self._check_maxlen(maxlen, seconds is not None)
+        check_bool("return_tensors", return_tensors)
         if self._token_pad_id is None:
             raise ValueError("encode_batch pads with the [PAD] token, which is not in this vocabulary")
         a_all = self._pieces_batch(firsts)
@@ -125,18 +142,24 @@ class TokenizerBase(abc.ABC):
         n_end = int(self._token_end_id is not None)
         return n_start + n_end * (2 if pair else 1)
 
-    def _check_maxlen(self, maxlen, pair: bool) -> None:
+    def _check_maxlen(self, maxlen, pair: bool) -> int | None:
         if maxlen is None:
-            return
+            return None
         need = max(self._n_special(pair), 1)
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int):
+        if isinstance(maxlen, bool) or not isinstance(maxlen, numbers.Integral):
             raise TypeError(f"maxlen must be an int or None, got {type(maxlen).__name__}: {maxlen!r}")
         if maxlen < need:
             raise ValueError(f"maxlen must be >= {need} to hold the special tokens of a "
                              f"{'pair' if pair else 'single text'}, got {maxlen}")
+        return int(maxlen)
 
     def _want_offsets(self, return_offsets: bool | None) -> bool:
-        return self._return_offsets if return_offsets is None else bool(return_offsets)
+        if return_offsets is None:
+            return self._return_offsets
+        if not isinstance(return_offsets, bool):
+            raise TypeError(f"return_offsets must be a bool or None, got {return_offsets!r} "
+                            f"({type(return_offsets).__name__})")
+        return return_offsets
 
     def _assemble(self, a, b, maxlen: int | None, with_offsets: bool):
         a_ids, a_off = a
@@ -175,11 +198,36 @@ def _check_texts(texts, name: str) -> list[str]:
     return list(texts)
 
 
-def _as_id_list(ids) -> list[int]:
-    if isinstance(ids, torch.Tensor):
-        if ids.dim() != 1:
-            raise ValueError(f"ids must be a 1-D sequence of token ids, got a tensor of shape {tuple(ids.shape)}")
-        return ids.tolist()
+def _as_id_list(ids, vocab_size: int | None = None) -> list[int]:
+    """`ids` (a list, 1-D tensor or array of ints) as a list of ints, each checked by position: a float id
+    is refused rather than truncated, and with `vocab_size` every id must lie in [0, vocab_size)."""
+    if isinstance(ids, torch.Tensor) or hasattr(ids, "ndim"):  # tensors and numpy arrays
+        if ids.ndim != 1:
+            raise ValueError(f"ids must be a 1-D sequence of token ids, got shape {tuple(ids.shape)}")
+        ids = ids.tolist()
     if isinstance(ids, (str, bytes)):
         raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}: {ids!r:.60}")
-    return list(ids)
+    out = []
+    for k, i in enumerate(ids):
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"ids[{k}] must be an int token id, got {i!r} ({type(i).__name__})")
+        if vocab_size is not None and not 0 <= i < vocab_size:
+            raise ValueError(f"ids[{k}] must be a token id in [0, {vocab_size}), got {i}")
+        out.append(int(i))
+    return out
+
+
+def _check_id(i, vocab_size: int) -> int:
+    """One token id (numpy ints accepted) in [0, vocab_size), for `id_to_token`."""
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < vocab_size:
+        raise ValueError(f"token id must be an int in [0, {vocab_size}), got {i!r}")
+    return int(i)
+
+
+def _as_token_list(tokens) -> list[str]:
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(f"tokens must be a list of token strings, got {type(tokens).__name__}: {tokens!r:.60}")
+    for k, t in enumerate(tokens):
+        if not isinstance(t, str):
+            raise TypeError(f"tokens[{k}] must be a token string, got {type(t).__name__}: {t!r:.60}")
+    return list(tokens)

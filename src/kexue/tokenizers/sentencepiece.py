@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-from .base import TokenizerBase, _as_id_list
+from kexue._validate import check_bool
+
+from .base import TokenizerBase, _as_id_list, _check_id
 
 __all__ = ["SpTokenizer"]
 
@@ -28,7 +30,12 @@ class SpTokenizer(TokenizerBase):
             raise FileNotFoundError(f"sentencepiece model_path={str(model_path)!r} does not exist")
         if pre_tokenize is not None and not callable(pre_tokenize):
             raise TypeError(f"pre_tokenize must be a callable text -> list of words, got {pre_tokenize!r}")
-        self.sp_model = spm.SentencePieceProcessor(model_file=str(model_path))
+        check_bool("add_bos", add_bos)
+        check_bool("add_eos", add_eos)
+        try:
+            self.sp_model = spm.SentencePieceProcessor(model_file=str(model_path))
+        except RuntimeError as e:  # sentencepiece's parse failure ("INTERNAL: could not parse ModelProto")
+            raise ValueError(f"model_path={str(model_path)!r} is not a sentencepiece model: {e}") from e
         self._pre_tokenize = pre_tokenize
         ids = {name: getattr(self.sp_model, f"{name}_id")() for name in ("pad", "unk", "bos", "eos")}
         ids = {k: (v if v >= 0 else None) for k, v in ids.items()}  # -1 = not defined in the model
@@ -51,12 +58,12 @@ class SpTokenizer(TokenizerBase):
     bos_id = property(lambda self: self._bos_id, doc="id of <s> (None when undefined)")
 
     def token_to_id(self, token: str) -> int:
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, got {type(token).__name__}: {token!r:.60}")
         return self.sp_model.piece_to_id(token)
 
     def id_to_token(self, i: int) -> str:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size:
-            raise ValueError(f"token id must be an int in [0, {self.vocab_size}), got {i!r}")
-        return self.sp_model.id_to_piece(i)
+        return self.sp_model.id_to_piece(_check_id(i, self.vocab_size))
 
     def _pieces(self, text: str) -> tuple[list[int], None]:
         if self._pre_tokenize is not None:
@@ -69,7 +76,5 @@ class SpTokenizer(TokenizerBase):
 
     def decode(self, ids) -> str:
         """Text of `ids`, without control (pad, eos), unknown and unused pieces."""
-        ids = [int(i) for i in _as_id_list(ids)]
-        for i in ids:
-            self.id_to_token(i)  # range check with a clear message
+        ids = _as_id_list(ids, self.vocab_size)  # each id range-checked by position
         return self.sp_model.decode([i for i in ids if self._is_decodable(i)])

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from typing import Iterable
+from typing import Iterable, Mapping
+
+from kexue._validate import check_bool
 
 __all__ = ["load_vocab", "save_vocab", "is_cjk_character", "is_punctuation", "is_space", "is_control",
            "is_special_token", "is_redundant_token", "stem"]
@@ -65,17 +67,25 @@ def load_vocab(path: str | os.PathLike, simplified: bool = False, startswith: It
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike naming a vocab file, got {type(path).__name__}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"vocab file path={str(path)!r} is a directory (expected a BERT vocab.txt)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"vocab file path={str(path)!r} does not exist (expected a BERT vocab.txt)")
+    check_bool("simplified", simplified)
     token_dict: dict[str, int] = {}
-    with open(path, encoding=encoding) as reader:
-        for index, line in enumerate(reader):
-            fields = line.split()
-            token = fields[0] if fields else line.strip()
-            if token in token_dict:
-                raise ValueError(f"vocab file {str(path)!r} lists token {token!r} twice (lines "
-                                 f"{token_dict[token] + 1} and {index + 1}); ids would be ambiguous")
-            token_dict[token] = index
+    try:
+        with open(path, encoding=encoding) as reader:
+            for index, line in enumerate(reader):
+                fields = line.split()
+                token = fields[0] if fields else line.strip()
+                if token in token_dict:
+                    raise ValueError(f"vocab file {str(path)!r} lists token {token!r} twice (lines "
+                                     f"{token_dict[token] + 1} and {index + 1}); ids would be ambiguous")
+                token_dict[token] = index
+    except UnicodeDecodeError as e:
+        raise ValueError(f"vocab file {str(path)!r} is not valid {encoding} text ({e}); pass encoding=...") from e
+    if not token_dict:
+        raise ValueError(f"vocab file {str(path)!r} holds no token (an empty file)")
     if not simplified:
         return token_dict
     if isinstance(startswith, str):
@@ -96,7 +106,16 @@ def load_vocab(path: str | os.PathLike, simplified: bool = False, startswith: It
 
 
 def save_vocab(path: str | os.PathLike, token_dict: dict[str, int], encoding: str = "utf-8") -> None:
-    """Write {token: id} as a vocab.txt, one token per line in id order (e.g. a simplified vocab)."""
+    """Write {token: id} as a vocab.txt, one token per line in id order (e.g. a simplified vocab). A token
+    holding whitespace would not read back the same (`load_vocab` keeps a line's first field): refused."""
+    if not isinstance(token_dict, Mapping):
+        raise TypeError(f"token_dict must be a dict {{token: id}}, got {type(token_dict).__name__}")
+    for token in token_dict:
+        if not isinstance(token, str):
+            raise TypeError(f"token_dict keys must be str tokens, got {token!r} ({type(token).__name__})")
+        if token and token.split() != [token]:  # '' (a blank line) does read back
+            raise ValueError(f"token_dict holds the token {token!r}, which contains whitespace and would "
+                             "not read back from a vocab file")
     ids = sorted(token_dict.values())
     if ids != list(range(len(ids))):
         raise ValueError(f"token_dict ids must be exactly 0..{len(ids) - 1}, got {len(ids)} ids "

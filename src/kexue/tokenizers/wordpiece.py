@@ -15,8 +15,10 @@ from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 
-from .base import Offsets, TokenizerBase, _as_id_list, _check_text
-from .vocab import is_cjk_character, is_punctuation, is_space, is_special_token, load_vocab, stem
+from kexue._validate import check_bool, check_int
+
+from .base import Offsets, TokenizerBase, _as_token_list, _check_id, _check_text
+from .vocab import is_cjk_character, is_punctuation, is_space, is_special_token, load_vocab
 
 __all__ = ["Tokenizer"]
 
@@ -44,6 +46,12 @@ class Tokenizer(TokenizerBase):
                  token_start: str | None = "[CLS]", token_end: str | None = "[SEP]", token_pad: str = "[PAD]",
                  token_unk: str = "[UNK]", token_mask: str = "[MASK]", token_space: str = "[unused1]",
                  max_input_chars_per_word: int = 100):
+        for name, flag in (("do_lower_case", do_lower_case), ("char_level_mapping", char_level_mapping),
+                           ("return_offsets", return_offsets)):
+            check_bool(name, flag)
+        if strip_accents is not None:
+            check_bool("strip_accents", strip_accents)
+        check_int("max_input_chars_per_word", max_input_chars_per_word, low=1)
         if isinstance(vocab, (str, os.PathLike)):
             vocab = load_vocab(vocab)
         self._token_dict = _check_vocab(vocab)
@@ -107,12 +115,12 @@ class Tokenizer(TokenizerBase):
     mask_id = property(lambda self: self._token_mask_id, doc="id of [MASK] (None when absent)")
 
     def token_to_id(self, token: str) -> int:
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, got {type(token).__name__}: {token!r:.60}")
         return self._token_dict.get(token, self._token_unk_id)
 
     def id_to_token(self, i: int) -> str:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self._id_to_token_list):
-            raise ValueError(f"token id must be an int in [0, {len(self._id_to_token_list)}), got {i!r}")
-        return self._id_to_token_list[i]
+        return self._id_to_token_list[_check_id(i, len(self._id_to_token_list))]
 
     # ---- text -> ids --------------------------------------------------------------------------
     def _normalize(self, text: str) -> str:
@@ -176,7 +184,7 @@ class Tokenizer(TokenizerBase):
     # ---- ids -> text --------------------------------------------------------------------------
     def decode(self, ids, tokens: Sequence[str] | None = None) -> str:
         """Readable text: special tokens dropped, `##` pieces merged, CJK characters joined without spaces."""
-        tokens = self.ids_to_tokens(_as_id_list(ids)) if tokens is None else list(tokens)
+        tokens = self.ids_to_tokens(ids) if tokens is None else _as_token_list(tokens)
         tokens = [t for t in tokens if not is_special_token(t)]
         text = ""
         for i, token in enumerate(tokens):
@@ -198,29 +206,32 @@ class Tokenizer(TokenizerBase):
 
     # ---- tokens -> characters -----------------------------------------------------------------
     def rematch(self, text: str, tokens: Sequence[str]) -> list[list[int]]:
-        """bert4keras `rematch`: for each token, the indices of the characters of `text` it came from
-        ([] for special tokens such as [CLS] or [UNK]). Tokens must come from this tokenizer's `tokenize`."""
+        """bert4keras `rematch`: for each token, the indices of the characters of `text` it came from.
+
+        The spans are the tokenizer's own offsets (those of `encode(..., return_offsets=True)`, equal to
+        Hugging Face's `offset_mapping`): token k maps to `range(start, end)`, so a token after an [UNK]
+        word points past that word. Bracketed tokens ([CLS], [SEP], [UNK], [unused1] ...) map to [], as in
+        bert4keras. `tokens` must come from this tokenizer's `tokenize(text)` (truncated or not, in order)."""
         _check_text(text, "text")
-        if isinstance(tokens, str):
-            raise TypeError(f"tokens must be a list of token strings, got the str {tokens!r:.60}")
-        normalized, char_mapping = [], []
-        for i, ch in enumerate(text):
-            norm = self._norm_char(ch)
-            normalized.append(norm)
-            char_mapping.extend([i] * len(norm))
-        norm_text = "".join(normalized)
-        mapping, offset = [], 0
-        for token in tokens:
-            if is_special_token(token):
+        tokens = _as_token_list(tokens)
+        ids, offsets = self._pieces(text)
+        pieces = [self._id_to_token_list[i] for i in ids]
+        mapping, j = [], 0  # j: the first piece of the text not yet matched
+        for k, token in enumerate(tokens):
+            if j < len(pieces) and pieces[j] == token:
+                hit = j
+            elif is_special_token(token):  # added by encode ([CLS], [SEP]): not in the text
                 mapping.append([])
                 continue
-            piece = stem(token)
-            start = norm_text.find(piece, offset)
-            if start < 0:
-                raise ValueError(f"token {token!r} does not occur in the normalized text after character "
-                                 f"{offset}: tokens must come from tokenize(text) of this tokenizer")
-            end = offset = start + len(piece)
-            mapping.append(list(dict.fromkeys(char_mapping[start:end])))
+            else:
+                try:
+                    hit = pieces.index(token, j)
+                except ValueError:
+                    raise ValueError(f"tokens[{k}]: token {token!r} does not occur in text after its token "
+                                     f"{j}: tokens must come from tokenize(text) of this tokenizer") from None
+            j = hit + 1
+            start, end = offsets[hit]
+            mapping.append([] if is_special_token(token) else list(range(start, end)))
         return mapping
 
 
