@@ -80,3 +80,25 @@ def test_text_segmentate_partitions_text_within_maxlen(seed, maxlen):
     assert "".join(pieces) == text
     assert all(0 < len(p) <= maxlen for p in pieces)
     assert all(p[-1] in seps for p in pieces[:-1])
+
+
+def test_bad_lengths_indices_and_separators_name_the_argument():
+    with pytest.raises(TypeError, match="maxlen must be an int, got 2.5"):
+        truncate_sequences(2.5, -1, [1, 2, 3])
+    with pytest.raises(TypeError, match="indices must be an int or one int per sequence, got 0.5"):
+        truncate_sequences(1, 0.5, [1, 2])
+    with pytest.raises(TypeError, match="indices\\[1\\] must be an int, got 'x'"):
+        truncate_sequences(1, [0, "x"], [1, 2], [3])
+    import numpy as np
+    a = [1, 2, 3]
+    assert truncate_sequences(np.int64(1), np.int64(-1), a) == [[1]]  # numpy ints are ints
+    with pytest.raises(TypeError, match="maxlen must be an int, got 4.0"):
+        text_segmentate("abc", 4.0)
+    with pytest.raises(ValueError, match="maxlen must be an int >= 1, got -3"):
+        text_segmentate("abc", -3)
+    with pytest.raises(TypeError, match="seps must be a str of separator characters"):
+        text_segmentate("a,b", 1, seps=None)
+    with pytest.raises(ValueError, match="seps\\[1\\] must be a non-empty separator"):
+        text_segmentate("a,b;c", 1, seps=[",", ""])
+    with pytest.raises(TypeError, match="strips must be a str or None, got int"):
+        text_segmentate("a,b", 1, ",", strips=0)

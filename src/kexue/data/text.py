@@ -1,7 +1,10 @@
 """bert4keras's text snippets (https://kexue.fm/archives/7630): truncate sequences, split text at punctuation."""
 from __future__ import annotations
 
+import numbers
 from typing import MutableSequence, Sequence
+
+from kexue._validate import check_int
 
 __all__ = ["truncate_sequences", "text_segmentate"]
 
@@ -10,18 +13,20 @@ def truncate_sequences(maxlen: int, indices: int | Sequence[int], *sequences: Mu
     """Cut the sequences in place until their total length is <= maxlen, always popping from the longest one
     (the earliest on ties) at position `indices` (one int, or one per sequence; -1 = the end, -2 keeps a
     trailing [SEP]). None sequences are ignored. Returns the non-None sequences."""
-    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 0:
-        raise ValueError(f"maxlen must be an int >= 0, got {maxlen!r}")
+    maxlen = check_int("maxlen", maxlen, low=0)
     seqs = [s for s in sequences if s is not None]
     for k, s in enumerate(seqs):
         if not hasattr(s, "pop"):
             raise TypeError(f"sequences must be mutable lists (truncated in place), got {type(s).__name__} at {k}")
-    if isinstance(indices, int):
-        indices = [indices] * len(seqs)
+    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
+        indices = [int(indices)] * len(seqs)
+    elif not isinstance(indices, Sequence) or isinstance(indices, str):
+        raise TypeError(f"indices must be an int or one int per sequence, got {indices!r}")
     elif len(indices) != len(sequences):
         raise ValueError(f"indices must be an int or one index per sequence ({len(sequences)}), got {list(indices)}")
     else:
-        indices = [i for i, s in zip(indices, sequences) if s is not None]
+        indices = [check_int(f"indices[{k}]", i) for k, (i, s) in enumerate(zip(indices, sequences))
+                   if s is not None]
     lengths = [len(s) for s in seqs]
     cuts = [0] * len(seqs)
     for _ in range(max(0, sum(lengths) - maxlen)):
@@ -46,8 +51,14 @@ def text_segmentate(text: str, maxlen: int, seps: str = "\n", strips: str | None
     exceed maxlen."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
-        raise ValueError(f"maxlen must be an int >= 1, got {maxlen!r}")
+    maxlen = check_int("maxlen", maxlen, low=1)
+    if not isinstance(seps, (str, Sequence)):
+        raise TypeError(f"seps must be a str of separator characters (coarse to fine), got {seps!r}")
+    for k, sep in enumerate(seps):
+        if not isinstance(sep, str) or not sep:
+            raise ValueError(f"seps[{k}] must be a non-empty separator string, got {sep!r}")
+    if strips is not None and not isinstance(strips, str):
+        raise TypeError(f"strips must be a str or None, got {type(strips).__name__}: {strips!r}")
     text = text.strip().strip(strips)
     if not seps or len(text) <= maxlen:
         return [text]
