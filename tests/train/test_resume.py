@@ -82,11 +82,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
-def test_resume_from_missing_path_starts_fresh_and_load_checkpoint_raises(tmp_path):
+def test_resume_from_missing_path_raises_and_auto_starts_fresh(tmp_path):
     m = nn.Linear(3, 2)
     tr = Trainer(m, torch.optim.SGD(m.parameters(), lr=0.1), F.cross_entropy)
     ds = TensorDataset(torch.randn(8, 3), torch.randint(0, 2, (8,)))
-    tr.fit(ds, epochs=1, batch_size=4, resume_from=tmp_path / "none.pt", verbose=0,
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        tr.fit(ds, epochs=1, batch_size=4, resume_from=tmp_path / "none.pt", verbose=0)
+    tr.fit(ds, epochs=1, batch_size=4, resume_from="auto", verbose=0,
            callbacks=[ModelCheckpoint(tmp_path / "e{epoch}.pt")])
     assert tr.global_step == 2 and (tmp_path / "e1.pt").exists()
     with pytest.raises(FileNotFoundError, match="none.pt"):

@@ -60,7 +60,7 @@ def main(argv=None):
     if args.kill_at is not None:
         callbacks.append(LambdaCallback(on_train_batch_end=kill))
     trainer.fit(TensorDataset(x, y), epochs=args.epochs, batch_size=args.batch_size, callbacks=callbacks,
-                resume_from=args.ckpt, verbose=0)
+                resume_from="auto" if args.ckpt else None, verbose=0)
     if trainer.is_main:
         torch.save({"model": model.state_dict(), "global_step": trainer.global_step,
                     "history": trainer.history.history}, args.out)

@@ -42,7 +42,8 @@ class EMA(Callback):
         self.trainer.ema = self.ema
 
     def on_train_batch_end(self, batch, logs=None):
-        self.ema.update()
+        if self.trainer.last_step_updated:          # not after a skipped step or an accumulation micro-step
+            self.ema.update()
 
     def state_dict(self) -> dict:
         return self.ema.state_dict()

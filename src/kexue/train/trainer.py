@@ -6,23 +6,39 @@ One optimizer step = `accum_steps` micro-batches: forward, scale, backward (DDP 
 the last), then unscale -> on_before_optimizer_step -> clip -> step -> zero_grad -> scheduler.step.
 `batch_size` is the GLOBAL batch per micro-step; under torchrun it is split over the ranks, so the
 same script gives the same updates on 1 or N processes.
+
+`global_step` counts real weight updates: a step the NaN guard skipped, an fp16 step the GradScaler skipped
+and a micro-step of an optimizer-level accumulation (`kexue.optim.GradientAccumulation`) do not count, and
+the scheduler, EMA and step-keyed checkpoints follow it.
+
+Training data: a map-style Dataset is sharded and shuffled by (seed, epoch) (`shuffle=None` or True); an
+object with `iter_epoch(epoch, shuffle, seed)` (kexue.data.DataGenerator) is asked for that epoch's order; a
+DataLoader keeps its own sampler (a RandomSampler without generator is seeded by (seed, epoch)); other
+iterables come as they are. A shuffle request that cannot be honoured is an error, never ignored. An
+iterable may end before its len() (samples dropped by an encoder): the epoch then ends there.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import pickle
 from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
+from .._validate import check_bool, check_choice, check_float, check_int
+from ..optim.base import last_step_updated
 from .callbacks import Callback, CallbackList, History, TerminateOnNaN
-from .checkpoint import atomic_save, get_rng_state, set_rng_state
+from .checkpoint import ModelCheckpoint, atomic_save, get_rng_state, remove_stale_temp_files, set_rng_state
 from .data import build_loader, num_batches
+from .state import (REQUIRED_KEYS, check_callback_keys, check_model_state, check_optimizer_state, restore,
+                    snapshot)
 from .distributed import gather_objects, setup_distributed
 from .meter import Meter, batch_size_of, concat_outputs, to_device
 
@@ -47,12 +63,20 @@ class Trainer:
                  terminate_on_nan: bool = True, distributed: bool | str = "auto") -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        if not isinstance(accum_steps, int) or accum_steps < 1:
-            raise ValueError(f"accum_steps must be an int >= 1, got {accum_steps!r}")
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
-        if clip_grad_norm is not None and not clip_grad_norm > 0:
-            raise ValueError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
+        if metrics is not None and (not isinstance(metrics, Mapping) or not all(map(callable, metrics.values()))):
+            raise TypeError(f"metrics must map names to callables fn(outputs, targets), got {metrics!r}")
+        if scheduler is not None and not all(hasattr(scheduler, a) for a in ("step", "state_dict", "load_state_dict")):
+            raise TypeError(f"scheduler must have step/state_dict/load_state_dict, got {type(scheduler).__name__}")
+        check_int("accum_steps", accum_steps, low=1)
+        check_choice("precision", precision, _PRECISIONS)
+        if clip_grad_norm is not None:
+            clip_grad_norm = check_float("clip_grad_norm", clip_grad_norm, low=0.0, low_open=True)
+        check_int("seed", seed)
+        check_bool("terminate_on_nan", terminate_on_nan)
         self.dist = setup_distributed(distributed)
         if device is None:
             p = next(model.parameters(), None)
@@ -67,7 +91,12 @@ class Trainer:
         self.terminate_on_nan = terminate_on_nan
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.global_step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.stop_training = self.skip_step = False
+        self.stop_training = self.skip_step = self.last_step_updated = False
+        self._batch_size: int | None = None          # global batch size of the running fit
+        self._epoch_batches: int | None = None       # micro-batches in the running epoch (len of the data)
+        self._loaded_settings: dict = {}             # batch_size / epoch_batches of a loaded checkpoint
+        self._pending_callback_state: dict | None = None   # loaded before fit() attached the callbacks
+        self._in_fit, self._nan_guards = False, []
         self.history, self.ema = History(), None
         self.callbacks = CallbackList([], trainer=self)
         self._epoch_meter, self._loss_scale = Meter(), 1.0
@@ -132,19 +161,69 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self, train_data: Dataset | Iterable, epochs: int = 1, batch_size: int = 32, valid_data=None,
-            callbacks: Iterable[Callback] | None = None, *, shuffle: bool = True, collate_fn=None,
+            callbacks: Iterable[Callback] | None = None, *, shuffle: bool | None = None, collate_fn=None,
             resume_from: str | os.PathLike | None = None, verbose: int = 1) -> History:
-        """Train until `epochs` epochs are done (counting those of a resumed checkpoint)."""
+        """Train until `epochs` epochs are done (counting those of a resumed checkpoint).
+
+        shuffle: None (default) shuffles a map-style Dataset and a DataGenerator, and takes other iterables as
+        they come; True / False force it and raise when the data cannot follow. resume_from: a checkpoint file
+        (FileNotFoundError if missing), or "auto": the newest file of the (one) ModelCheckpoint callback if
+        there is one, else a fresh start.
+        """
         if self.optimizer is None:
             raise ValueError("fit needs Trainer(optimizer=...), got optimizer=None")
-        if not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        check_int("epochs", epochs, low=0)
+        check_int("batch_size", batch_size, low=1)
+        if shuffle is not None:
+            check_bool("shuffle", shuffle)
+        check_int("verbose", int(verbose) if isinstance(verbose, bool) else verbose, low=0)
+        if isinstance(callbacks, Callback) or (callbacks is not None and not isinstance(callbacks, Iterable)):
+            raise TypeError(f"callbacks must be a list of Callback, got {type(callbacks).__name__}")
         cbs = list(callbacks or [])
+        path = self._resume_path(resume_from, cbs)
         if self.terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
             cbs.insert(0, TerminateOnNaN())
         self.callbacks = CallbackList(cbs + [self.history], trainer=self)
-        if resume_from is not None and os.path.exists(resume_from):
-            self.load_checkpoint(resume_from)
+        self._nan_guards = [c for c in self.callbacks if isinstance(c, TerminateOnNaN)]
+        self._batch_size, self._in_fit = batch_size, True
+        try:
+            if path is not None:
+                self.load_checkpoint(path)
+            elif self._pending_callback_state is not None:
+                self._load_callback_states(self._pending_callback_state)
+            self._pending_callback_state = None
+            self._check_settings(batch_size=batch_size)
+            self._loaded_settings.pop("batch_size", None)
+            return self._fit_loop(train_data, epochs, batch_size, valid_data, shuffle, collate_fn, verbose)
+        finally:
+            self._in_fit = False
+
+    def _resume_path(self, resume_from, callbacks) -> str | None:
+        if resume_from is None:
+            return None
+        if isinstance(resume_from, str) and resume_from == "auto":
+            savers = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+            if len(savers) != 1:
+                raise ValueError(f'resume_from="auto" resumes from the newest file of the ModelCheckpoint in '
+                                 f"callbacks, and needs exactly one; got {len(savers)}")
+            return savers[0].latest()
+        if not isinstance(resume_from, (str, os.PathLike)):
+            raise TypeError(f"resume_from must be a path, 'auto' or None, got {type(resume_from).__name__}")
+        path = os.fspath(resume_from)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"resume_from={path!r}: no such checkpoint file (use resume_from='auto' with a "
+                                    "ModelCheckpoint to resume only when a checkpoint exists)")
+        return path
+
+    def _check_settings(self, **now) -> None:
+        """A resume must see the batch size and epoch length of the checkpointed run."""
+        for name, value in now.items():
+            saved = self._loaded_settings.get(name)
+            if saved is not None and value is not None and saved != value:
+                raise ValueError(f"{name}={value} differs from the checkpoint's {name}={saved}: the resume would "
+                                 f"not be exact (another batch size or data set); use {name}={saved}")
+
+    def _fit_loop(self, train_data, epochs, batch_size, valid_data, shuffle, collate_fn, verbose) -> History:
         self.stop_training, logs = False, {}
         self.callbacks.on_train_begin()
         while self.epoch < epochs and not self.stop_training:
@@ -154,8 +233,7 @@ class Trainer:
                 self._epoch_meter = Meter()
             self.callbacks.on_epoch_begin(epoch)
             self.model.train()
-            self._run_epoch(loader, n_micro, epochs, verbose)
-            if self.batch_in_epoch < n_micro:         # stopped inside the epoch
+            if not self._run_epoch(loader, n_micro, epochs, verbose):      # stopped inside the epoch
                 break
             logs = self._epoch_meter.result(self.dist.enabled)
             if valid_data is not None:
@@ -168,64 +246,128 @@ class Trainer:
         return self.history
 
     def _train_loader(self, data, batch_size, shuffle, collate_fn):
-        if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        if isinstance(data, Dataset) and hasattr(data, "__len__") and not isinstance(data, DataLoader):
             loader = build_loader(data, batch_size, world_size=self.dist.world_size, rank=self.dist.rank,
-                                  shuffle=shuffle, seed=self.seed, epoch=self.epoch,
+                                  shuffle=shuffle is not False, seed=self.seed, epoch=self.epoch,
                                   start_batch=self.batch_in_epoch, collate_fn=collate_fn)
-            return iter(loader), num_batches(data, batch_size, self.dist.world_size)
+            n_micro = num_batches(data, batch_size, self.dist.world_size)
+            self._start_epoch(n_micro)
+            return iter(loader), n_micro
         if not hasattr(data, "__len__"):
             raise TypeError(f"train_data must be a map-style Dataset or a DataLoader/iterable with len(), "
                             f"got {type(data).__name__}")
-        sampler = getattr(data, "sampler", None)
+        n_micro = len(data)
+        self._start_epoch(n_micro)
+        if hasattr(data, "iter_epoch"):                 # kexue.data.DataGenerator: order = f(seed, epoch)
+            it = iter(data.iter_epoch(self.epoch, shuffle=shuffle, seed=self.seed))
+        else:
+            self._prepare_loader(data, shuffle)
+            it = iter(data)
+        if self.batch_in_epoch:                         # replay the consumed batches, RNG streams untouched
+            rng = get_rng_state()
+            skipped = sum(1 for _ in itertools.islice(it, self.batch_in_epoch))
+            set_rng_state(rng)
+            if skipped < self.batch_in_epoch:
+                raise ValueError(f"cannot resume at micro-batch {self.batch_in_epoch} of epoch {self.epoch}: "
+                                 f"train_data ends after {skipped} (another data set?)")
+        return it, n_micro
+
+    def _start_epoch(self, n_micro: int) -> None:
+        if self.batch_in_epoch:
+            self._check_settings(epoch_batches=n_micro)
+        self._loaded_settings.pop("epoch_batches", None)
+        self._epoch_batches = n_micro
+
+    def _prepare_loader(self, data, shuffle) -> None:
+        """Refuse a shuffle request the iterable cannot honour; seed / set_epoch its sampler when it shuffles."""
+        sampler = getattr(data, "sampler", None) if isinstance(data, DataLoader) else None
+        shuffles = isinstance(sampler, RandomSampler) or (isinstance(sampler, DistributedSampler) and sampler.shuffle)
+        in_order = isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler)
+                                                              and not sampler.shuffle)
+        if shuffle is True and (sampler is None or in_order or not isinstance(data.dataset, Dataset)
+                                or type(sampler).__name__ == "_InfiniteConstantSampler"):
+            why = (f"the DataLoader reads in order ({type(sampler).__name__})" if sampler is not None
+                   else f"train_data is a {type(data).__name__} the Trainer cannot shuffle")
+            raise ValueError(f"shuffle=True but {why}: pass the map-style Dataset itself, a DataGenerator, or "
+                             "DataLoader(..., shuffle=True); or leave shuffle=None to take the data as it comes")
+        if shuffle is False and shuffles:
+            raise ValueError(f"shuffle=False but the DataLoader shuffles ({type(sampler).__name__}): build it "
+                             "with shuffle=False or leave shuffle=None")
+        if isinstance(sampler, RandomSampler) and getattr(sampler, "_kexue_seeded", sampler.generator is None):
+            sampler.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            sampler._kexue_seeded = True                 # order = f(seed, epoch): reproducible, exact resume
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
-        it = iter(data)
-        for _ in range(self.batch_in_epoch):         # user loaders: replay the consumed batches
-            next(it)
-        return it, len(data)
 
-    def _run_epoch(self, it, n_micro: int, epochs: int, verbose: int) -> None:
+    def _run_epoch(self, it, n_micro: int, epochs: int, verbose: int) -> bool:
+        """Optimizer steps until the epoch ends (-> True) or training stops inside it (-> False)."""
         k = self.accum_steps
         step = self.batch_in_epoch // k
         bar = tqdm(total=math.ceil(n_micro / k), initial=step, desc=f"epoch {self.epoch + 1}/{epochs}",
                    disable=not (verbose and self.is_main), leave=verbose >= 1, dynamic_ncols=True)
+        ended = False
         while self.batch_in_epoch < n_micro and not self.stop_training:
             group = min(k, n_micro - self.batch_in_epoch)
-            self._loss_scale = 1.0 / group
+            batches = list(itertools.islice(it, group))     # fewer: the data ended before its len()
+            if not batches:
+                ended = True
+                break
+            self._loss_scale = 1.0 / len(batches)
             self.callbacks.on_train_batch_begin(step)
             meter = Meter()
-            for j in range(group):
-                sync = not self.dist.enabled or j == group - 1
+            for j, batch in enumerate(batches):
+                sync = not self.dist.enabled or j == len(batches) - 1
                 with nullcontext() if sync else self.model.no_sync():
-                    n, values = self.train_step(next(it))
+                    n, values = self.train_step(batch)
                 meter.add(n, values)
                 self._epoch_meter.add(n, values)
             logs = meter.result(self.dist.enabled)
-            stepped = self._optimizer_step(step, logs)
-            self.batch_in_epoch += group
-            self.global_step += int(stepped)
+            self.last_step_updated = self._optimizer_step(step, logs)
+            self.batch_in_epoch += len(batches)
+            ended = len(batches) < group
+            self.global_step += int(self.last_step_updated)
             self.callbacks.on_train_batch_end(step, logs)
             if not bar.disable:
                 bar.update(1)
                 bar.set_postfix({k_: f"{v:.4g}" for k_, v in logs.items()}, refresh=False)
             step += 1
+            if ended:
+                break
         bar.close()
+        return ended or self.batch_in_epoch >= n_micro
+
+    def _grad_norm(self, step: int):
+        """Total 2-norm of the gradients about to be applied (one fused norm), checked by the NaN guards."""
+        if not self._nan_guards and self.clip_grad_norm is None:
+            return None
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        if not grads:
+            return None
+        norm = nn.utils.get_total_norm(grads)
+        if self._nan_guards and not self.scaler.is_enabled() and not bool(torch.isfinite(norm)):
+            for guard in self._nan_guards:
+                guard.non_finite_gradients(step, norm.item())
+        return norm
 
     def _optimizer_step(self, step: int, logs: dict) -> bool:
-        self.skip_step = False
+        """unscale -> hooks -> NaN guard -> clip -> step -> zero_grad -> scheduler; -> whether weights changed."""
+        self.skip_step, updated = False, False
         self.scaler.unscale_(self.optimizer)
         self.callbacks.on_before_optimizer_step(step, logs)
+        norm = None if self.skip_step else self._grad_norm(step)
         if not self.skip_step:
-            if self.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_grad_norm)
+            if self.clip_grad_norm is not None and norm is not None:
+                nn.utils.clip_grads_with_norm_([p for p in self.module.parameters() if p.grad is not None],
+                                               self.clip_grad_norm, norm)
+            scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            skipped_by_scaler = scale is not None and self.scaler.get_scale() < scale
+            updated = not skipped_by_scaler and last_step_updated(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.skip_step:
-            return False
-        if self.scheduler is not None:
+        if updated and self.scheduler is not None:
             self.scheduler.step()
-        return True
+        return updated
 
     def _metric_values(self, outputs, targets) -> dict:
         with torch.no_grad():
@@ -278,30 +420,93 @@ class Trainer:
 
     # ---- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything for an exact resume. Collective under DDP: every rank must call it."""
+        """Everything for an exact resume. Collective under DDP: every rank must call it.
+
+        Gradients that live between steps (an optimizer-level accumulation in `.grad` saved mid-cycle) are
+        saved too, so such a checkpoint resumes exactly."""
         per_rank = gather_objects({"rng": get_rng_state(), "meter": self._epoch_meter.state_dict()})
         cbs = {key: cb.state_dict() for key, cb in self._stateful_callbacks()}
+        grads = {i: p.grad.detach().clone() for i, p in enumerate(self.module.parameters()) if p.grad is not None}
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(), "global_step": self.global_step, "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch, "per_rank": per_rank, "callbacks": cbs}
+                "batch_in_epoch": self.batch_in_epoch, "per_rank": per_rank, "callbacks": cbs, "grads": grads,
+                "batch_size": self._batch_size, "accum_steps": self.accum_steps,
+                "epoch_batches": self._epoch_batches if self.batch_in_epoch else None}
+
+    def _validate_state(self, state) -> None:
+        """Every check of a checkpoint against this trainer, before anything is changed."""
+        if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+            got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not a Trainer checkpoint: expected the keys {list(REQUIRED_KEYS)}, got {got}")
+        check_model_state(state["model"], self.module.state_dict())
+        if self.optimizer is not None:
+            check_optimizer_state(state["optimizer"], self.optimizer.state_dict())
+        if state["scheduler"] is not None and self.scheduler is None:
+            raise ValueError("the checkpoint has a scheduler state but the trainer has scheduler=None")
+        if state["scheduler"] is None and self.scheduler is not None:
+            raise ValueError(f"the trainer has a scheduler ({type(self.scheduler).__name__}) but the checkpoint has "
+                             "no scheduler state: the schedule would restart from step 0")
+        saved_accum = state.get("accum_steps")
+        if saved_accum is not None and saved_accum != self.accum_steps:
+            raise ValueError(f"accum_steps={self.accum_steps} differs from the checkpoint's accum_steps={saved_accum}:"
+                             " the resume would not be exact")
+        if self._in_fit:
+            self._loaded_settings_check(state)
+        if not isinstance(state["per_rank"], (list, tuple)) or not state["per_rank"]:
+            raise ValueError("checkpoint 'per_rank' must be a non-empty list of RNG/meter states")
+        params = list(self.module.parameters())
+        for i, g in (state.get("grads") or {}).items():
+            if not (isinstance(i, int) and 0 <= i < len(params)) or tuple(g.shape) != tuple(params[i].shape):
+                raise ValueError(f"checkpoint gradient {i} does not match the model's parameters")
+        if self._callbacks_attached():
+            check_callback_keys(state["callbacks"], [k for k, _ in self._stateful_callbacks()])
+
+    def _loaded_settings_check(self, state) -> None:
+        saved = state.get("batch_size")
+        if saved is not None and self._batch_size is not None and saved != self._batch_size:
+            raise ValueError(f"batch_size={self._batch_size} differs from the checkpoint's batch_size={saved}: the "
+                             f"resume would not be exact; use batch_size={saved}")
+
+    def _callbacks_attached(self) -> bool:
+        return len(self.callbacks.callbacks) > 0
 
     def load_state_dict(self, state: dict) -> None:
+        """Validate `state` against this trainer, then load it; a failure leaves every state as it was."""
+        self._validate_state(state)
+        backup = snapshot(self)
+        try:
+            self._apply_state(state)
+        except BaseException:
+            restore(self, backup)
+            raise
+
+    def _apply_state(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scheduler"] is not None:
-            if self.scheduler is None:
-                raise ValueError("checkpoint has a scheduler state but the trainer has scheduler=None")
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.global_step, self.epoch, self.batch_in_epoch = state["global_step"], state["epoch"], state["batch_in_epoch"]
+        self._loaded_settings = {"batch_size": state.get("batch_size"), "epoch_batches": state.get("epoch_batches")}
         per_rank = state["per_rank"]
         mine = per_rank[self.dist.rank] if len(per_rank) == self.dist.world_size else per_rank[0]
         set_rng_state(mine["rng"])
         self._epoch_meter = Meter.from_state_dict(mine["meter"], self.device)
+        saved_grads = state.get("grads") or {}
+        with torch.no_grad():
+            for i, p in enumerate(self.module.parameters()):
+                g = saved_grads.get(i)
+                p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype).clone()
+        if self._callbacks_attached():
+            self._load_callback_states(state["callbacks"])
+        else:                                         # load_checkpoint before fit: applied when fit attaches them
+            self._pending_callback_state = state["callbacks"]
+
+    def _load_callback_states(self, states: dict) -> None:
+        check_callback_keys(states, [k for k, _ in self._stateful_callbacks()])
         for key, cb in self._stateful_callbacks():
-            if key in state["callbacks"]:
-                cb.load_state_dict(state["callbacks"][key])
+            cb.load_state_dict(states[key])
 
     def _stateful_callbacks(self):
         """("ClassName:k", callback) for the k-th callback of that class that has a state_dict."""
@@ -312,13 +517,36 @@ class Trainer:
                 seen[name] = seen.get(name, -1) + 1
                 yield f"{name}:{seen[name]}", cb
 
-    def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Atomic write of `state_dict()` by rank 0 (all ranks call it)."""
+    def non_finite_weights(self) -> list[str]:
+        """Names of the model's floating tensors that hold NaN/inf (one reduction when all are finite)."""
+        state = {k: v for k, v in self.module.state_dict().items() if v.is_floating_point() or v.is_complex()}
+        if not state or bool(torch.stack([torch.isfinite(v).all() for v in state.values()]).all()):
+            return []
+        return [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+
+    def save_checkpoint(self, path: str | os.PathLike, allow_non_finite: bool = False) -> None:
+        """Atomic write of `state_dict()` by rank 0 (all ranks call it). Refuses (FloatingPointError) weights
+        holding NaN/inf unless `allow_non_finite=True`, so a good checkpoint is never replaced by a poisoned one."""
+        check_bool("allow_non_finite", allow_non_finite)
+        bad = [] if allow_non_finite else self.non_finite_weights()
+        if bad:
+            raise FloatingPointError(f"refusing to save checkpoint {os.fspath(path)!r}: non-finite weights in "
+                                     f"{bad[:5]}; pass allow_non_finite=True to save them anyway")
         state = self.state_dict()
         if self.is_main:
             atomic_save(state, path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"checkpoint path {os.fspath(path)!r} does not exist")
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Load a `save_checkpoint` file; checked against this trainer first, all or nothing."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint path {path!r} does not exist")
+        remove_stale_temp_files(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+            raise ValueError(f"cannot read checkpoint {path!r} (truncated or not a checkpoint?): "
+                             f"{type(e).__name__}: {e}") from e
+        self.load_state_dict(state)

@@ -1,0 +1,136 @@
+"""Checkpoint validation and all-or-nothing loading for the Trainer (https://kexue.fm/archives/6794).
+
+A checkpoint is checked against the trainer BEFORE anything is changed (model keys and shapes, optimizer
+kind and parameter groups, scheduler presence, callbacks, batch size and accumulation); the load itself then
+runs under a snapshot of every piece of state, so a load that still fails half-way changes nothing.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["REQUIRED_KEYS", "check_model_state", "check_optimizer_state", "check_callback_keys", "snapshot",
+           "restore"]
+
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "scaler", "global_step", "epoch", "batch_in_epoch",
+                 "per_rank", "callbacks")
+
+
+def _few(names) -> str:
+    names = sorted(map(str, names))
+    return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+
+
+def check_model_state(saved: dict, current: dict) -> None:
+    """Same keys, shapes and dtypes kinds as the model's state_dict, or a ValueError naming the first ones."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"checkpoint 'model' must be a state_dict, got {type(saved).__name__}")
+    missing, unexpected = set(current) - set(saved), set(saved) - set(current)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint model does not match the trainer's model: missing keys [{_few(missing)}], "
+                         f"unexpected keys [{_few(unexpected)}]")
+    bad = [f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}" for k, v in current.items()
+           if isinstance(v, Tensor) and (not isinstance(saved[k], Tensor) or saved[k].shape != v.shape)]
+    if bad:
+        raise ValueError("checkpoint model does not match the trainer's model: shape mismatch for "
+                         + "; ".join(bad[:5]))
+
+
+def _group_keys(group: dict) -> set:
+    return set(group) - {"params", "initial_lr"}
+
+
+def check_optimizer_state(saved: Any, current: Any, where: str = "optimizer") -> None:
+    """The saved optimizer state_dict has the structure of the trainer optimizer's: the same wrapper chain
+    ({"inner", "outer"} levels), the same kind of torch optimizer (its group hyper-parameter names), groups,
+    parameter counts, per-parameter state names and tensor shapes."""
+    if isinstance(current, dict) and set(current) == {"inner", "outer"}:          # a kexue.optim wrapper
+        if not isinstance(saved, dict) or set(saved) != {"inner", "outer"}:
+            raise ValueError(f"checkpoint {where} state is not for this optimizer: expected a wrapper state "
+                             f"with keys ['inner', 'outer'], got {_describe(saved)}")
+        if set(saved["outer"]) != set(current["outer"]):
+            raise ValueError(f"checkpoint {where} state is for another optimizer wrapper: saved keys "
+                             f"{sorted(saved['outer'])}, this optimizer has {sorted(current['outer'])}")
+        _check_param_states(saved["outer"].get("state", {}), current["outer"].get("state", {}), where)
+        check_optimizer_state(saved["inner"], current["inner"], where + ".inner")
+        return
+    if not (isinstance(current, dict) and "param_groups" in current and "state" in current):
+        return                                                     # an unknown optimizer: the rollback covers it
+    if not isinstance(saved, dict) or "param_groups" not in saved or "state" not in saved:
+        raise ValueError(f"checkpoint {where} state is not for this optimizer: expected a torch optimizer "
+                         f"state_dict with 'state' and 'param_groups', got {_describe(saved)}")
+    sg, cg = saved["param_groups"], current["param_groups"]
+    if len(sg) != len(cg):
+        raise ValueError(f"checkpoint {where} has {len(sg)} parameter groups, this optimizer has {len(cg)}")
+    for i, (a, b) in enumerate(zip(sg, cg)):
+        if len(a["params"]) != len(b["params"]):
+            raise ValueError(f"checkpoint {where} group {i} holds {len(a['params'])} parameters, this optimizer's "
+                             f"holds {len(b['params'])}")
+        if _group_keys(a) != _group_keys(b):
+            raise ValueError(f"checkpoint {where} state is for another kind of optimizer: group {i} "
+                             f"hyper-parameters {sorted(_group_keys(a))}, this optimizer has {sorted(_group_keys(b))}")
+    _check_param_states(saved["state"], current["state"], where)
+
+
+def _check_param_states(saved: dict, current: dict, where: str) -> None:
+    for i in set(saved) & set(current):
+        a, b = saved[i], current[i]
+        if set(a) != set(b):
+            raise ValueError(f"checkpoint {where} state of parameter {i} holds {sorted(a)}, this optimizer "
+                             f"keeps {sorted(b)} (another optimizer?)")
+        for k, v in b.items():
+            if isinstance(v, Tensor) and v.dim() and (not isinstance(a[k], Tensor) or a[k].shape != v.shape):
+                raise ValueError(f"checkpoint {where} state {k!r} of parameter {i} has shape "
+                                 f"{tuple(getattr(a[k], 'shape', ()))}, expected {tuple(v.shape)}")
+
+
+def _describe(x: Any) -> str:
+    return f"keys {sorted(map(str, x))}" if isinstance(x, dict) else type(x).__name__
+
+
+def check_callback_keys(saved: dict, current: list[str]) -> None:
+    """The checkpoint holds the state of exactly the trainer's stateful callbacks."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"checkpoint 'callbacks' must be a dict, got {type(saved).__name__}")
+    lacking, extra = set(current) - set(saved), set(saved) - set(current)
+    if lacking or extra:
+        raise ValueError("the checkpoint's callbacks do not match the trainer's, so the resume would not be "
+                         f"exact: checkpoint state without a callback here [{_few(extra)}], stateful callbacks "
+                         f"here without state in the checkpoint [{_few(lacking)}]")
+
+
+def snapshot(trainer) -> dict:
+    """Copies of every piece of state `Trainer.load_state_dict` may change."""
+    from .checkpoint import get_rng_state
+    t = trainer
+    return {"model": {k: v.detach().clone() for k, v in t.module.state_dict().items()},
+            "optimizer": copy.deepcopy(t.optimizer.state_dict()) if t.optimizer is not None else None,
+            "scheduler": copy.deepcopy(t.scheduler.state_dict()) if t.scheduler is not None else None,
+            "scaler": copy.deepcopy(t.scaler.state_dict()),
+            "counters": (t.global_step, t.epoch, t.batch_in_epoch, t._epoch_meter, t._loaded_settings),
+            "rng": get_rng_state(),
+            "callbacks": {k: copy.deepcopy(cb.state_dict()) for k, cb in t._stateful_callbacks()},
+            "grads": [p.grad for p in t.module.parameters()]}
+
+
+def restore(trainer, snap: dict) -> None:
+    """Put back what `snapshot` copied."""
+    from .checkpoint import set_rng_state
+    t = trainer
+    t.module.load_state_dict(snap["model"])
+    if snap["optimizer"] is not None:
+        t.optimizer.load_state_dict(snap["optimizer"])
+    if snap["scheduler"] is not None:
+        t.scheduler.load_state_dict(snap["scheduler"])
+    t.scaler.load_state_dict(snap["scaler"])
+    t.global_step, t.epoch, t.batch_in_epoch, t._epoch_meter, t._loaded_settings = snap["counters"]
+    set_rng_state(snap["rng"])
+    for k, cb in t._stateful_callbacks():
+        if k in snap["callbacks"]:
+            cb.load_state_dict(snap["callbacks"][k])
+    with torch.no_grad():
+        for p, g in zip(t.module.parameters(), snap["grads"]):
+            p.grad = g
