@@ -33,7 +33,9 @@ def test_hook_endpoints_equal_the_plain_forwards(trained_classifier):
         hooked_base = ig.forward_from_embeddings(base, ids, segs)
     torch.testing.assert_close(hooked_x, _probs(model, input_ids=ids, segment_ids=segs), rtol=0, atol=1e-6)
     torch.testing.assert_close(hooked_base, _probs(model, inputs_embeds=base, segment_ids=segs), rtol=0, atol=1e-6)
-    torch.testing.assert_close(hooked_base, _probs(model, input_ids=torch.full_like(ids, PAD), segment_ids=segs),
+    all_pad = torch.full_like(ids, PAD)              # the baseline's [PAD] tokens stand for real positions
+    torch.testing.assert_close(hooked_base, _probs(model, input_ids=all_pad, segment_ids=segs,
+                                                   attention_mask=torch.ones_like(ids)),
                                rtol=0, atol=1e-6)
 
 

@@ -150,6 +150,8 @@ class TheseusModel(nn.Module):
         """input_ids [B, n]; `path` forces the modules (e.g. all False = the predecessor) in any mode."""
         P = self.predecessor
         B, n = P.check_inputs(input_ids, segment_ids, attention_mask, None, 0)
+        if attention_mask is None:                                   # the predecessor's padding rule
+            attention_mask = P.default_attention_mask(input_ids)
         if path is not None:
             path = self._check_path(path, B)
         elif self.training:

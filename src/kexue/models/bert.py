@@ -83,12 +83,16 @@ def roberta_keymap(cfg: TransformerConfig) -> KeyMap:
 @register_model("roberta", config_from_hf=bert_config_from_hf, keymap=roberta_keymap,
                 aliases=("xlm-roberta", "camembert"))
 class RoBERTa(Transformer):
-    """RoBERTa: BERT whose positions count real tokens from padding_idx + 1 (fairseq `make_positions`)."""
+    """RoBERTa: BERT whose positions count real tokens from padding_idx + 1 (fairseq `make_positions`), so
+    at most max_position - pad_token_id - 1 tokens fit."""
+
+    def position_offset(self) -> int:
+        return (self.config.pad_token_id or 0) + 1
 
     def default_positions(self, input_ids: Tensor | None, n: int, past: int, device: torch.device) -> Tensor:
-        pad = self.config.pad_token_id
-        if input_ids is None:
-            return torch.arange(pad + 1 + past, pad + 1 + past + n, device=device)[None]
+        pad, start = self.config.pad_token_id, self.position_offset() + past
+        if input_ids is None or pad is None:                                          # every token real
+            return torch.arange(start, start + n, device=device)[None]              # [1, n]
         real = input_ids.ne(pad).long()
         return (real.cumsum(1) + past) * real + pad                                  # [B, n]
 

@@ -46,9 +46,3 @@ class RoFormer(Transformer):
             self._rotary = RotaryEmbedding(c.max_position, head_dim, persistent=False)
         return MultiHeadAttention(c.hidden_size, c.num_heads, c.head_dim, bias=c.qkv_bias,
                                   dropout=c.attention_dropout, rotary=self._rotary, rotary_value=c.rotary_value)
-
-    def check_inputs(self, input_ids, segment_ids, attention_mask, inputs_embeds, past):
-        B, n = super().check_inputs(input_ids, segment_ids, attention_mask, inputs_embeds, past)
-        if past + n > self.config.max_position:
-            raise ValueError(f"sequence length {past + n} exceeds the rotary table max_position={self.config.max_position}")
-        return B, n

@@ -12,7 +12,9 @@ from ..nn.attention import MultiHeadAttention
 from ..nn.feedforward import FeedForward, activation
 from ..nn.kv_cache import KVCache
 from ..nn.position import T5RelativeBias
+from .._validate import check_bool
 from .config import TransformerConfig
+from .inputs import ValueChecks, check_ids, check_mask, compute_dtype, type_name
 from .loading import KeyMap
 from .registry import register_model
 from .transformer import TransformerOutput, build_attention_bias
@@ -131,25 +133,39 @@ class T5(nn.Module):
                 "decoder_start_token_id": cfg.decoder_start_token_id,
                 "tie_word_embeddings": cfg.tie_word_embeddings, "scale_decoder_outputs": cfg.scale_logits}
 
-    def _check_ids(self, name: str, ids: Tensor) -> None:
-        if ids.dim() != 2 or ids.numel() == 0:
-            raise ValueError(f"{name} must be a non-empty [B, n] tensor, got shape {tuple(ids.shape)}")
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"{name} contain ids in [{lo}, {hi}], outside the vocabulary [0, {self.config.vocab_size})")
-
     def make_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
         p = self.shared.weight
         return KVCache(self.config.num_decoder_layers, batch_size, self.config.num_heads, max_len,
                        self.config.head_dim, dtype=dtype or p.dtype, device=p.device)
 
+    def default_attention_mask(self, input_ids: Tensor) -> Tensor | None:
+        """The encoder mask used when none is given: tokens equal to `config.pad_token_id` are padding
+        (bert4keras masks token 0 the same way). The decoder's own tokens are always real (its start token is
+        the pad id)."""
+        pad = self.config.pad_token_id
+        return None if pad is None else input_ids.ne(pad)                            # [B, n] bool
+
+    def _check_ids(self, name: str, ids: Tensor, checks: ValueChecks) -> tuple[int, int]:
+        B, n = check_ids(name, ids)
+        checks.in_range(name, ids, 0, self.config.vocab_size, "the vocabulary")
+        return B, n
+
+    def _check_mask(self, name: str, mask: Tensor | None, shape: tuple[int, int], device: torch.device,
+                    checks: ValueChecks) -> None:
+        if mask is not None:
+            check_mask(name, mask, (shape,), device)
+            checks.binary(name, mask)
+
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                output_hidden_states: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, ...]]:
-        """input_ids [B, n] -> encoder output [B, n, C] (and every layer's state when asked)."""
-        self._check_ids("input_ids", input_ids)
-        B, n = input_ids.shape
-        if attention_mask is not None and tuple(attention_mask.shape) != (B, n):
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected [{B}, {n}]")
+        """input_ids [B, n] -> encoder output [B, n, C] (and every layer's state when asked).
+        attention_mask [B, n] (bool or 0/1); without one the pad id is masked (`default_attention_mask`)."""
+        checks = ValueChecks()
+        B, n = self._check_ids("input_ids", input_ids, checks)
+        self._check_mask("attention_mask", attention_mask, (B, n), input_ids.device, checks)
+        checks.run()
+        if attention_mask is None:
+            attention_mask = self.default_attention_mask(input_ids)
         pos = torch.arange(n, device=input_ids.device)
         bias, empty = build_attention_bias("encoder", B, n, attention_mask, None, None, input_ids.device,
                                      self.encoder_bias(pos, pos))
@@ -165,13 +181,34 @@ class T5(nn.Module):
     def decode(self, decoder_input_ids: Tensor, encoder_hidden_states: Tensor,
                encoder_attention_mask: Tensor | None = None, decoder_attention_mask: Tensor | None = None,
                cache: KVCache | None = None, output_hidden_states: bool = False) -> TransformerOutput:
-        """decoder_input_ids [B, t] (the new tokens when a cache is given) -> logits [B, t, V]."""
-        self._check_ids("decoder_input_ids", decoder_input_ids)
-        B, t = decoder_input_ids.shape
+        """decoder_input_ids [B, t] (the new tokens when a cache is given) -> logits [B, t, V].
+        encoder_hidden_states [B, S, C]; encoder_attention_mask [B, S] (None: every encoder position is real,
+        so pass the mask `encode` used when the source is padded); decoder_attention_mask [B, t]."""
+        checks = ValueChecks()
+        B, t = self._check_ids("decoder_input_ids", decoder_input_ids, checks)
         device = decoder_input_ids.device
-        past = cache.length if cache is not None else 0
+        C = self.config.hidden_size
+        if not isinstance(encoder_hidden_states, Tensor) or not encoder_hidden_states.is_floating_point() \
+                or encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != B \
+                or encoder_hidden_states.shape[2] != C or encoder_hidden_states.shape[1] == 0:
+            got = (f"{encoder_hidden_states.dtype} {tuple(encoder_hidden_states.shape)}"
+                   if isinstance(encoder_hidden_states, Tensor) else type_name(encoder_hidden_states))
+            raise ValueError(f"encoder_hidden_states must be a float tensor [B, S, C] = [{B}, S >= 1, {C}] "
+                             f"(B of decoder_input_ids), got {got}")
+        S = encoder_hidden_states.shape[1]
+        self._check_mask("encoder_attention_mask", encoder_attention_mask, (B, S), device, checks)
+        self._check_mask("decoder_attention_mask", decoder_attention_mask, (B, t), device, checks)
         if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be a KVCache made by model.make_cache(batch_size, max_len), "
+                                f"got {type_name(cache)}")
+            cache.check_fits(batch_size=B, num_layers=self.config.num_decoder_layers,
+                             num_heads=self.config.num_heads, head_dim=self.config.head_dim,
+                             dtype=compute_dtype(self.shared.weight, device), device=device)
             cache.check_room(t)
+        check_bool("output_hidden_states", output_hidden_states)
+        checks.run()
+        past = cache.length if cache is not None else 0
         qpos, kpos = torch.arange(past, past + t, device=device), torch.arange(past + t, device=device)
         bias, empty = build_attention_bias("lm", B, t, decoder_attention_mask, None, cache, device,
                                      self.decoder_bias(qpos, kpos))
@@ -194,6 +231,17 @@ class T5(nn.Module):
 
     def forward(self, input_ids: Tensor, decoder_input_ids: Tensor, attention_mask: Tensor | None = None,
                 decoder_attention_mask: Tensor | None = None, output_hidden_states: bool = False) -> TransformerOutput:
+        """input_ids [B, n], decoder_input_ids [B, t]; without attention_mask the encoder masks the pad id
+        (and the decoder's cross-attention with it); the decoder's own tokens are real unless
+        decoder_attention_mask [B, t] says otherwise."""
+        check_bool("output_hidden_states", output_hidden_states)
+        check_ids("input_ids", input_ids)
+        check_ids("decoder_input_ids", decoder_input_ids)
+        if decoder_input_ids.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"decoder_input_ids has batch size {decoder_input_ids.shape[0]} but input_ids has "
+                             f"{input_ids.shape[0]}; expected the same B")
+        if attention_mask is None:
+            attention_mask = self.default_attention_mask(input_ids)
         enc = self.encode(input_ids, attention_mask, output_hidden_states=output_hidden_states)
         enc, enc_states = enc if output_hidden_states else (enc, None)
         out = self.decode(decoder_input_ids, enc, attention_mask, decoder_attention_mask,

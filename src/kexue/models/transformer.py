@@ -20,7 +20,10 @@ from torch import Tensor, nn
 from ..nn.attention import MultiHeadAttention, mask_to_bias
 from ..nn.feedforward import FeedForward, activation
 from ..nn.kv_cache import KVCache
+from .._validate import check_bool, check_int
 from .config import TransformerConfig
+from .inputs import (ValueChecks, check_bias, check_embeds, check_ids, check_mask, check_same_shape,
+                     compute_dtype, type_name)
 
 __all__ = ["Transformer", "TransformerOutput", "TransformerBlock", "Embeddings", "MLMHead", "APPLICATIONS",
            "build_attention_bias"]
@@ -231,41 +234,94 @@ class Transformer(nn.Module):
         return KVCache(self.num_layers, batch_size, attn.num_heads, max_len, attn.head_dim,
                        dtype=dtype or p.dtype, device=p.device)
 
-    # ---- validation ---------------------------------------------------------------------------------
+    # ---- inputs -------------------------------------------------------------------------------------
+    def position_table_size(self) -> int | None:
+        """Rows of the table that position ids index (learned or rotary); None when positions are relative."""
+        c = self.config
+        return c.max_position if self.embeddings.position is not None or c.position == "rotary" else None
+
+    def position_offset(self) -> int:
+        """The default position of the first token (RoBERTa counts from pad_token_id + 1)."""
+        return 0
+
+    def max_length(self) -> int | None:
+        """How many tokens (cached + new) the default positions can number; None: no limit from positions."""
+        table = self.position_table_size()
+        return None if table is None else table - self.position_offset()
+
+    def default_attention_mask(self, input_ids: Tensor | None) -> Tensor | None:
+        """The mask used when none is given: encoder and UniLM models mask the configured pad id (as
+        bert4keras masks token 0); causal LMs, models without a pad id and inputs_embeds see every token."""
+        pad = self.config.pad_token_id
+        if input_ids is None or pad is None or self.application == "lm":
+            return None
+        return input_ids.ne(pad)                                                     # [B, n] bool
+
     def check_inputs(self, input_ids: Tensor | None, segment_ids: Tensor | None, attention_mask: Tensor | None,
-                     inputs_embeds: Tensor | None, past: int) -> tuple[int, int]:
+                     inputs_embeds: Tensor | None, past: int = 0, position_ids: Tensor | None = None,
+                     cache: KVCache | None = None, attention_bias: Tensor | None = None) -> tuple[int, int]:
+        """Every input argument against the model, before anything is computed -> (B, n). Errors name the
+        argument, the bad value and what was expected."""
         c = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        checks = ValueChecks()
         if input_ids is not None:
-            if not isinstance(input_ids, Tensor) or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
-                raise TypeError(f"input_ids must be an integer tensor [B, n], got "
-                                f"{getattr(input_ids, 'dtype', type(input_ids))}")
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must have shape [B, n], got {tuple(input_ids.shape)}")
-            B, n = input_ids.shape
-            if B == 0 or n == 0:
-                raise ValueError(f"input_ids is empty: shape {tuple(input_ids.shape)}")
-            lo, hi = int(input_ids.min()), int(input_ids.max())
-            if lo < 0 or hi >= c.vocab_size:
-                raise ValueError(f"input_ids contain ids in [{lo}, {hi}], outside the vocabulary [0, {c.vocab_size})")
+            B, n = check_ids("input_ids", input_ids)
+            checks.in_range("input_ids", input_ids, 0, c.vocab_size, "the vocabulary")
+            device = input_ids.device
         else:
-            if inputs_embeds.dim() != 3:
-                raise ValueError(f"inputs_embeds must have shape [B, n, E], got {tuple(inputs_embeds.shape)}")
-            B, n = inputs_embeds.shape[:2]
-        if self.embeddings.position is not None and past + n > c.max_position:
-            raise ValueError(f"sequence length {past + n} exceeds the position table max_position={c.max_position}")
-        for name, t in (("segment_ids", segment_ids), ("attention_mask", attention_mask)):
-            if t is not None and (t.dim() < 2 or tuple(t.shape[:2]) != (B, n) or (t.dim() == 3 and t.shape[2] != past + n)):
-                raise ValueError(f"{name} has shape {tuple(t.shape)}; expected [B, n] = [{B}, {n}]"
-                                 + (" or [B, n, m]" if name == "attention_mask" else ""))
-        if segment_ids is not None and not self.segment_via_word and self.embeddings.segment is not None:
-            lo, hi = int(segment_ids.min()), int(segment_ids.max())
-            if lo < 0 or hi >= c.type_vocab_size:
-                raise ValueError(f"segment_ids contain ids in [{lo}, {hi}], outside [0, {c.type_vocab_size})")
-        if self.application == "unilm" and segment_ids is None:
+            B, n = check_embeds("inputs_embeds", inputs_embeds, c.embed_dim)
+            device = inputs_embeds.device
+        if cache is not None:
+            self.check_cache(cache, B, n, device)
+            past = cache.length
+        table = self.position_table_size()
+        if position_ids is not None:
+            check_same_shape("position_ids", position_ids, (B, n), device)
+            if table is not None:
+                checks.in_range("position_ids", position_ids, 0, table, "the position table")
+        elif table is not None and past + n > self.max_length():
+            offset = self.position_offset()
+            why = (f" less the first {offset} positions (they start at pad_token_id + 1 = {offset})"
+                   if offset else "")
+            raise ValueError(f"sequence length {past + n} exceeds the position table max_position={table}{why}: "
+                             f"at most {self.max_length()} tokens fit")
+        if segment_ids is not None:
+            check_same_shape("segment_ids", segment_ids, (B, n), device)
+            if self.segment_via_word:
+                checks.in_range("segment_ids", segment_ids, 0, c.vocab_size,
+                                "the vocabulary (segment ids are embedded with the word table)")
+            elif self.embeddings.segment is not None:
+                checks.in_range("segment_ids", segment_ids, 0, c.type_vocab_size, "the segment table")
+            elif self.application == "unilm":
+                checks.in_range("segment_ids", segment_ids, 0, 2, "the UniLM segments (0 = source, 1 = target)")
+            else:
+                raise ValueError("segment_ids were given but this model has no segment embedding "
+                                 f"(type_vocab_size={c.type_vocab_size}); leave segment_ids unset")
+        elif self.application == "unilm":
             raise ValueError("application='unilm' needs segment_ids (0 = source, 1 = target)")
+        if attention_mask is not None:
+            check_mask("attention_mask", attention_mask, ((B, n), (B, n, past + n)), device)
+            checks.binary("attention_mask", attention_mask)
+        if attention_bias is not None:
+            check_bias("attention_bias", attention_bias, (B, self.blocks[0].attn.num_heads, n, past + n))
+        checks.run()
         return B, n
+
+    def check_cache(self, cache: Any, B: int, n: int, device: torch.device) -> None:
+        """The cache fits this model and input: a KVCache (lm / unilm only) made for this batch, these
+        layers and heads, on this device, in the dtype attention computes in, with room for n more keys."""
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache made by model.make_cache(batch_size, max_len), "
+                            f"got {type_name(cache)}")
+        if self.application == "encoder":
+            raise ValueError("cache is for incremental decoding with application 'lm' or 'unilm'; an encoder "
+                             "sees every token at once (build the model with application='lm' or 'unilm')")
+        attn = self.blocks[0].attn
+        cache.check_fits(batch_size=B, num_layers=self.num_layers, num_heads=attn.num_heads,
+                         head_dim=attn.head_dim, dtype=compute_dtype(attn.q.weight, device), device=device)
+        cache.check_room(n)
 
     # ---- forward ------------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor | None = None, segment_ids: Tensor | None = None,
@@ -274,13 +330,22 @@ class Transformer(nn.Module):
                 attention_bias: Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, logits_to_keep: int = 0) -> TransformerOutput:
         """input_ids [B, n] (new tokens when a cache is given); segment_ids [B, n]; attention_mask [B, n]
-        (1 = real token) or a bool [B, n, m] mask; position_ids [B, n]; attention_bias broadcastable to
-        [B, H, n, m] (added to the scores); logits_to_keep > 0 computes the head only for the last that many
-        positions (a decoding prefill needs one)."""
+        (bool or 0/1, 1 = real token) or a [B, n, m] mask; position_ids [B, n]; attention_bias broadcastable
+        to [B, H, n, m] (added to the scores); logits_to_keep > 0 computes the head only for the last that
+        many positions (a decoding prefill needs one; 0 = all, as in transformers).
+
+        Padding: without attention_mask, encoder and UniLM models mask every token equal to
+        `config.pad_token_id` (bert4keras masks token 0 the same way); causal LMs (application "lm") and
+        inputs_embeds treat every token as real; an explicit attention_mask always wins (see
+        `default_attention_mask`)."""
+        B, n = self.check_inputs(input_ids, segment_ids, attention_mask, inputs_embeds, 0, position_ids, cache,
+                                 attention_bias)
+        logits_to_keep = check_int("logits_to_keep", logits_to_keep, low=0)
+        check_bool("output_hidden_states", output_hidden_states)
+        check_bool("output_attentions", output_attentions)
         past = cache.length if cache is not None else 0
-        if cache is not None:
-            cache.check_room(input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1])
-        B, n = self.check_inputs(input_ids, segment_ids, attention_mask, inputs_embeds, past)
+        if attention_mask is None:
+            attention_mask = self.default_attention_mask(input_ids)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if position_ids is None:
             position_ids = self.default_positions(input_ids, n, past, device)

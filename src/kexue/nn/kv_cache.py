@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._validate import check_int
+
 __all__ = ["KVCache"]
 
 
@@ -18,8 +20,9 @@ class KVCache:
 
     def __init__(self, num_layers: int, batch_size: int, num_heads: int, max_len: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
-        if batch_size < 1 or max_len < 1:
-            raise ValueError(f"batch_size and max_len must be >= 1, got batch_size={batch_size}, max_len={max_len}")
+        for name, value in (("num_layers", num_layers), ("batch_size", batch_size), ("num_heads", num_heads),
+                            ("max_len", max_len), ("head_dim", head_dim)):
+            check_int(name, value, low=1)
         shape = (batch_size, num_heads, max_len, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
@@ -29,6 +32,24 @@ class KVCache:
         self.length = 0
         self.max_len = max_len
         self.batch_size = batch_size
+
+    def check_fits(self, *, batch_size: int, num_layers: int, num_heads: int, head_dim: int, dtype: torch.dtype,
+                   device: torch.device) -> None:
+        """Raise a ValueError naming the cache when it was made for another batch, model, dtype or device."""
+        remake = f"make it with model.make_cache({batch_size}, max_len)"
+        if self.batch_size != batch_size:
+            raise ValueError(f"cache was made for batch_size={self.batch_size} but the input has batch size "
+                             f"{batch_size}; {remake}")
+        have = (len(self.k), self.k[0].shape[1], self.k[0].shape[3])
+        if have != (num_layers, num_heads, head_dim):
+            raise ValueError(f"cache holds (layers, heads, head_dim) = {have} but this model has "
+                             f"{(num_layers, num_heads, head_dim)}; {remake}")
+        if self.k[0].dtype != dtype:
+            raise ValueError(f"cache holds {self.k[0].dtype} keys but attention computes in {dtype}; "
+                             f"make it with model.make_cache({batch_size}, max_len, dtype={dtype})")
+        if self.k[0].device != device:
+            raise ValueError(f"cache is on {self.k[0].device} but the input is on {device}; {remake} "
+                             "after moving the model")
 
     def check_room(self, t: int) -> None:
         if self.length + t > self.max_len:
