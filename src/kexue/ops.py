@@ -13,6 +13,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from ._validate import check_int
+
 __all__ = [
     "sequence_mask", "apply_mask", "masked_mean", "masked_max", "masked_softmax", "reverse_padded",
     "causal_mask", "unilm_mask", "combine_masks", "piecewise_linear", "sequence_padding",
@@ -23,9 +25,13 @@ def sequence_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     """[B] lengths -> [B, max_len] bool mask, True on the first `lengths[b]` positions."""
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D [B], got shape {tuple(lengths.shape)}")
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
     if (lengths < 0).any():
         raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
-    max_len = int(lengths.max().item()) if max_len is None else max_len
+    if max_len is None:
+        max_len = int(lengths.max().item()) if lengths.numel() else 0
+    max_len = check_int("max_len", max_len, low=0)
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
 
 
@@ -81,11 +87,18 @@ def masked_softmax(logits: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor
 
 
 def reverse_padded(x: Tensor, mask: Tensor) -> Tensor:
-    """Reverse the first L_b = sum(mask[b]) steps of each row of x [B, n, ...]; padding stays at the tail."""
+    """Reverse the real steps (mask True) of each row of x [B, n, ...] among themselves; padding stays where it
+    is, on either side or in between. With right padding: the first L_b = sum(mask[b]) steps are reversed."""
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"mask has shape {tuple(mask.shape)}; expected x's first two dims {tuple(x.shape[:2])}")
     B, n = mask.shape
-    lengths = mask.long().sum(1, keepdim=True)                                # [B, 1]
-    pos = torch.arange(n, device=x.device).expand(B, n)                     # [B, n]
-    idx = torch.where(pos < lengths, lengths - 1 - pos, pos)                 # [B, n]
+    real = mask.bool()
+    lengths = real.long().sum(1, keepdim=True)                               # [B, 1]
+    rank = real.long().cumsum(1) - 1                                         # [B, n] order among real steps
+    real_pos = torch.argsort((~real).long(), dim=1, stable=True)             # [B, n] real positions first
+    mirror = real_pos.gather(1, (lengths - 1 - rank).clamp(0, n - 1))         # [B, n] real partner
+    pos = torch.arange(n, device=x.device).expand(B, n)
+    idx = torch.where(real, mirror, pos)                                     # [B, n]
     idx = idx.reshape(B, n, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, idx)
 
