@@ -14,6 +14,9 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from .._validate import check_choice, check_int
+from .limits import check_length_penalty, check_token_id, check_token_ids
+
 __all__ = ["make_r2l_targets", "SyncBidirectionalBeamSearch"]
 
 NEG_INF = float("-inf")
@@ -61,14 +64,14 @@ class _Side:
         self.ids = self.ids[idx // V]
         self.ids[:, t] = idx % V
         ended = (self.ids[:, t] == self.stop) & torch.isfinite(top)
-        norm = top / float(t) ** length_penalty
+        norm = top.double() / float(t) ** length_penalty                                 # fp64: no overflow
         if ended.any():
             j = int(norm.masked_fill(~ended, NEG_INF).argmax())
             if float(norm[j]) > self.best:
                 self.best, self.best_ids = float(norm[j]), self.ids[j, :t + 1].clone()
         self.width -= int(ended.sum())
         self.scores = top.masked_fill(ended, NEG_INF)
-        self.live_best = float((self.scores / float(t) ** length_penalty).max())
+        self.live_best = float((self.scores.double() / float(t) ** length_penalty).max())
 
     def settled(self) -> bool:
         return self.best_ids is not None and self.best >= self.live_best
@@ -92,17 +95,35 @@ class SyncBidirectionalBeamSearch:
                  banned_l2r: Sequence[int] | None = None, banned_r2l: Sequence[int] | None = None,
                  partner_reduce: Literal["mean", "max"] = "mean", length_penalty: float = 0.0,
                  pad_id: int = 0):
-        if not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"beam_size must be an int >= 1, got {beam_size!r}")
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len must be an int >= 1, got {max_len!r}")
-        if partner_reduce not in ("mean", "max"):
-            raise ValueError(f"partner_reduce must be 'mean' or 'max', got {partner_reduce!r}")
+        beam_size, max_len = check_int("beam_size", beam_size, 1), check_int("max_len", max_len, 1)
+        check_choice("partner_reduce", partner_reduce, ("mean", "max"))
+        length_penalty = check_length_penalty(length_penalty, max_len)
+        bos_id, eos_id, pad_id = (check_token_id(n, v, None, allow_none=False)        # < V: checked at step 1
+                                  for n, v in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)))
+        if bos_id == eos_id:
+            raise ValueError(f"bos_id and eos_id must differ (L2R ends with eos, R2L with bos), got {bos_id}")
         self.model, self.bos, self.eos, self.pad = model, bos_id, eos_id, pad_id
         self.k, self.max_len, self.reduce, self.length_penalty = beam_size, max_len, partner_reduce, length_penalty
         # L2R never emits PAD or BOS; R2L never emits PAD or EOS (its terminator is BOS)
-        self.banned_l2r = list(banned_l2r) if banned_l2r is not None else [pad_id, bos_id]
-        self.banned_r2l = list(banned_r2l) if banned_r2l is not None else [pad_id, eos_id]
+        self.banned_l2r = check_token_ids("banned_l2r", banned_l2r, None) if banned_l2r is not None else [pad_id, bos_id]
+        self.banned_r2l = check_token_ids("banned_r2l", banned_r2l, None) if banned_r2l is not None else [pad_id, eos_id]
+
+    def _check_step(self, p_l: Tensor, p_r: Tensor, n: int) -> int:
+        """Both directions' probabilities [n, V], finite and >= 0; the special / banned ids inside V."""
+        for name, p in (("l2r", p_l), ("r2l", p_r)):
+            if not isinstance(p, Tensor) or p.dim() != 2 or p.shape[0] != n or not p.is_floating_point():
+                raise ValueError(f"model.step must return float probabilities [{n}, V] for {name}, got "
+                                 f"{getattr(p, 'dtype', type(p).__name__)} {tuple(getattr(p, 'shape', ()))}")
+            if not bool(torch.isfinite(p).all()) or bool((p < 0).any()):
+                raise ValueError(f"model.step returned NaN, inf or negative {name} probabilities")
+        if p_l.shape != p_r.shape:
+            raise ValueError(f"model.step returned l2r {tuple(p_l.shape)} and r2l {tuple(p_r.shape)} probabilities")
+        V = p_l.shape[-1]
+        for name, v in (("bos_id", self.bos), ("eos_id", self.eos), ("pad_id", self.pad)):
+            check_token_id(name, v, V)
+        check_token_ids("banned_l2r", self.banned_l2r, V)
+        check_token_ids("banned_r2l", self.banned_r2l, V)
+        return V
 
     def _marginal(self, p: Tensor, weight: Tensor, dim: int) -> Tensor:
         """p [k, k, V] over pairs (i, j); average (or max) over the partner axis `dim` with weights [k]."""
@@ -120,7 +141,10 @@ class SyncBidirectionalBeamSearch:
     @torch.no_grad()
     def __call__(self, src_ids, return_details: bool = False):
         """src_ids: 1-D ids of one source -> output tokens (specials stripped, L2R order)."""
-        src = torch.as_tensor(src_ids, dtype=torch.long)
+        src = torch.as_tensor(src_ids)
+        if src.is_floating_point() or src.is_complex() or src.dtype == torch.bool:
+            raise TypeError(f"src_ids must be integer token ids, got {src.dtype}")
+        src = src.long()
         if src.dim() != 1 or src.numel() == 0:
             raise ValueError(f"src_ids must be a non-empty 1-D id sequence, got shape {tuple(src.shape)}")
         k = self.k
@@ -134,7 +158,9 @@ class SyncBidirectionalBeamSearch:
             pairs_l = l_rows.repeat_interleave(k, 0)                                      # pair i*k + j: L_i
             pairs_r = r_rows.repeat(k, 1)                                                 #             R_j
             p_l, p_r = self.model.step(enc, pairs_l, pairs_r)                             # [k*k, V] each
-            V = p_l.shape[-1]
+            V = self._check_step(p_l, p_r, k * k) if t == 1 else p_l.shape[-1]
+            if t > 1 and not bool(torch.isfinite(p_l).all() & torch.isfinite(p_r).all()):
+                raise ValueError(f"model.step returned NaN or inf probabilities at step {t}")
             pl = self._marginal(p_l.view(k, k, V), r_w, dim=1)                            # [k, V] per L_i
             pr = self._marginal(p_r.view(k, k, V), l_w, dim=0)                            # [k, V] per R_j
             if torch.isfinite(L.scores).any():

@@ -7,6 +7,7 @@ S(a) = sum(s^2) / (sum(s) + 1). bert4keras `task_reading_comprehension_by_mlm.py
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Literal, Sequence
 
@@ -14,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_choice, check_int
 from ..ops import sequence_padding
+from .limits import check_token_id, check_token_ids
 
 __all__ = ["NgramIndex", "passage_constrained_decode", "vote_answers", "MLMSlotReader", "SlotReaderOutput"]
 
@@ -23,7 +26,7 @@ class NgramIndex:
     """Which tokens follow a given token prefix somewhere in the passage (built once per passage)."""
 
     def __init__(self, passage_ids: Sequence[int]):
-        self.passage = [int(t) for t in passage_ids]
+        self.passage = check_token_ids("passage_ids", passage_ids, None)
 
     def next_tokens(self, prefix: Sequence[int]) -> set[int]:
         """Tokens that follow `prefix` in the passage; every passage token for an empty prefix; empty set if
@@ -38,9 +41,16 @@ def passage_constrained_decode(slot_probs: Tensor, index: NgramIndex, end_id: in
     """slot_probs [L, V] -> (answer ids without end_id, score). Slot i picks the most probable token among those
     continuing the prefix in the passage plus end_id (end_id only once the answer has `min_len` tokens, or
     when nothing else is allowed). Score = mean of the chosen raw probabilities, the end slot included."""
-    if slot_probs.dim() != 2:
-        raise ValueError(f"slot_probs must be [L, V], got shape {tuple(slot_probs.shape)}")
+    if not isinstance(slot_probs, Tensor) or slot_probs.dim() != 2 or 0 in slot_probs.shape:
+        raise ValueError(f"slot_probs must be a non-empty [L, V] tensor, got shape "
+                         f"{tuple(getattr(slot_probs, 'shape', ()))}")
     probs = slot_probs.float()
+    if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
+        raise ValueError("slot_probs must be finite probabilities >= 0 (got NaN, inf or negative values)")
+    V = probs.shape[1]
+    end_id = check_token_id("end_id", end_id, V, allow_none=False)
+    min_len = check_int("min_len", min_len, 0)
+    check_token_ids("passage_ids", index.passage, V)
     answer: list[int] = []
     chosen: list[float] = []
     for i in range(probs.shape[0]):
@@ -61,13 +71,16 @@ def vote_answers(cands: Iterable[tuple[Hashable, float]],
                  rule: Literal["sq_over_sum_plus_one", "max", "sum"] = "sq_over_sum_plus_one") -> dict:
     """Merge per-passage (answer, score) proposals: S(a) = sum s^2 / (sum s + 1) by default; empty answers
     (``""``, ``()``, ``[]``, None) are ignored."""
-    if rule not in ("sq_over_sum_plus_one", "max", "sum"):
-        raise ValueError(f"rule must be 'sq_over_sum_plus_one', 'max' or 'sum', got {rule!r}")
+    check_choice("rule", rule, ("sq_over_sum_plus_one", "max", "sum"))
     groups: dict = {}
     for a, s in cands:
         if a is None or len(a) == 0:
             continue
-        groups.setdefault(a if isinstance(a, Hashable) else tuple(a), []).append(float(s))
+        s = float(s)
+        if not math.isfinite(s) or (rule == "sq_over_sum_plus_one" and s < 0):
+            need = "finite and >= 0" if rule == "sq_over_sum_plus_one" else "finite"
+            raise ValueError(f"vote scores must be {need} (rule={rule!r}), got {s!r} for answer {a!r}")
+        groups.setdefault(a if isinstance(a, Hashable) else tuple(a), []).append(s)
     if rule == "max":
         return {a: max(v) for a, v in groups.items()}
     if rule == "sum":
@@ -88,8 +101,9 @@ class MLMSlotReader(nn.Module):
     def __init__(self, mlm_model: nn.Module, mask_id: int, sep_id: int, cls_id: int, num_slots: int = 32,
                  pad_id: int = 0):
         super().__init__()
-        if not isinstance(num_slots, int) or num_slots < 1:
-            raise ValueError(f"num_slots must be an int >= 1, got {num_slots!r}")
+        num_slots = check_int("num_slots", num_slots, 1)
+        mask_id, sep_id, cls_id, pad_id = (check_token_id(n, v, None, allow_none=False) for n, v in (
+            ("mask_id", mask_id), ("sep_id", sep_id), ("cls_id", cls_id), ("pad_id", pad_id)))
         self.mlm, self.num_slots = mlm_model, num_slots
         self.mask_id, self.sep_id, self.cls_id, self.pad_id = mask_id, sep_id, cls_id, pad_id
 
@@ -97,7 +111,9 @@ class MLMSlotReader(nn.Module):
                      max_p: int = 256, answer_ids: Sequence[int] | None = None) -> dict[str, list[int]]:
         """`[CLS] [MASK]*L [SEP] q [SEP] p [SEP]` (q, p without specials, truncated), segment ids all 0, and
         with answer_ids the slot targets: answer (cut to L - 1) + [SEP], padded with pad_id."""
-        q, p = list(question_ids)[:max_q], list(passage_ids)[:max_p]
+        max_q, max_p = check_int("max_q", max_q, 0), check_int("max_p", max_p, 0)
+        q = check_token_ids("question_ids", question_ids, None)[:max_q]
+        p = check_token_ids("passage_ids", passage_ids, None)[:max_p]
         ids = [self.cls_id] + [self.mask_id] * self.num_slots + [self.sep_id] + q + [self.sep_id] + p + [self.sep_id]
         out = {"input_ids": ids, "segment_ids": [0] * len(ids), "passage_ids": p}
         if answer_ids is not None:
