@@ -129,3 +129,76 @@ def test_seeded_runs_are_reproducible():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def pure_death(gamma=1.0):
+    s = ReactionSystem(1)
+    s.add_reaction(gamma, [1], [0])
+    return s
+
+
+@pytest.mark.parametrize("burn_in", [0.0, 0.2])
+def test_time_statistics_stop_exactly_at_t_max(burn_in):
+    """Issue 8 mutant: holding times must be cut at t_max, not at the first event after it.  Pure death from
+    n0 = 1: a run alive at t_max has spent exactly [burn_in, t_max] in state 1, so its time mean is exactly 1
+    (2.x if the wait past t_max leaked in), and every time mean lies in [final state, n0]."""
+    T, runs = 0.5, 4000
+    res = simulate_ensemble(pure_death(), [1], t_max=T, n_runs=runs, seed=12, burn_in=burn_in)
+    alive = res.final_states[:, 0] == 1
+    assert 0 < alive.sum() < runs
+    np.testing.assert_array_equal(res.time_mean[alive, 0], 1.0)
+    np.testing.assert_array_equal(res.time_second_moment[alive, 0], 1.0)
+    assert (res.time_mean[:, 0] <= 1.0).all() and (res.time_mean[~alive, 0] < 1.0).all()
+    assert (res.events == 1 - res.final_states[:, 0]).all()
+
+
+def test_pure_death_time_moments_match_closed_form():
+    """n(t) ~ Binomial(n0, e^{-gamma t}): (1/T) int_0^T E[n] dt = n0 (1 - e^{-gT}) / (gT) and
+    (1/T) int E[n^2] dt = [n0 (1 - e^{-gT}) / g + n0 (n0 - 1) (1 - e^{-2gT}) / (2g)] / T; checked within 4
+    standard errors over 4000 runs (a leak past t_max adds about n0 e^{-gT} / (g T) ~ 1.2 per run)."""
+    n0, g, T, runs = 5, 1.0, 0.5, 4000
+    res = simulate_ensemble(pure_death(g), [n0], t_max=T, n_runs=runs, seed=13)
+    m1 = n0 * (1 - math.exp(-g * T)) / (g * T)
+    m2 = (n0 * (1 - math.exp(-g * T)) / g + n0 * (n0 - 1) * (1 - math.exp(-2 * g * T)) / (2 * g)) / T
+    for x, theory in ((res.time_mean[:, 0], m1), (res.time_second_moment[:, 0], m2)):
+        assert abs(x.mean() - theory) < 4 * x.std() / math.sqrt(runs)
+    assert (res.time_mean[:, 0] <= n0).all() and (res.time_mean[:, 0] >= res.final_states[:, 0]).all()
+
+
+def test_single_run_and_ensemble_agree_on_the_observation_window():
+    """The event path of `simulate` integrated over [0, t_max] equals what the ensemble accumulates: birth
+    process (a_0 = k in every state), whose last event before t_max and first after it always differ."""
+    s = ReactionSystem(1)
+    s.add_reaction(3.0, [0], [1])
+    T = 2.0
+    res = simulate_ensemble(s, [0], t_max=T, n_runs=2000, seed=14)
+    # pure birth at rate k: E[(1/T) int n dt] = k T / 2
+    x = res.time_mean[:, 0]
+    assert abs(x.mean() - 3.0 * T / 2) < 4 * x.std() / math.sqrt(len(x))
+    assert (x <= res.final_states[:, 0]).all()      # n increases, so its time mean is at most the final value
+    traj = s.simulate([0], t_max=T, rng=np.random.default_rng(15))
+    assert traj.t_end == T and traj.times[-1] <= T
+    assert traj.time_average()[0] <= traj.states[-1, 0]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda s: simulate_ensemble(s, [1], t_max=float("inf"), n_runs=2), ValueError, "t_max"),
+    (lambda s: simulate_ensemble(s, [1], t_max=float("nan"), n_runs=2), ValueError, "t_max"),
+    (lambda s: simulate_ensemble(s, [1], t_max=1.0, n_runs=2.5), TypeError, "n_runs"),
+    (lambda s: simulate_ensemble(s, [1], t_max=1.0, n_runs=0), ValueError, "n_runs"),
+    (lambda s: simulate_ensemble(s, [1], t_max=1.0, n_runs=2, max_events=-1), ValueError, "max_events"),
+    (lambda s: simulate_ensemble(s, [1], t_max=1.0, n_runs=2, burn_in=float("nan")), ValueError, "burn_in"),
+    (lambda s: s.simulate([1], t_max=float("nan")), ValueError, "t_max"),
+    (lambda s: s.simulate([1], t_max=float("inf")), ValueError, "t_max"),
+    (lambda s: s.simulate([1], t_max=1.0, max_events=1.5), TypeError, "max_events"),
+    (lambda s: s.simulate([1.5], t_max=1.0), ValueError, "x0"),
+    (lambda s: s.add_reaction(float("nan"), [1], [0]), ValueError, "rate"),
+    (lambda s: s.add_reaction(float("inf"), [1], [0]), ValueError, "rate"),
+    (lambda s: ReactionSystem(0), ValueError, "num_species"),
+    (lambda s: ReactionSystem(1.0), TypeError, "num_species"),
+])
+def test_bad_times_and_sizes_are_refused_not_run_forever(call, exc, name):
+    """t_max = inf or NaN never stopped a system that never absorbs (NaN compares False): a hang."""
+    with pytest.raises(exc, match=name):
+        call(birth_death())

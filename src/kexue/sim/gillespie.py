@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from kexue._validate import check_float, check_int
+
 __all__ = ["Reaction", "ReactionSystem", "Trajectory", "EnsembleResult", "simulate_ensemble"]
 
 
@@ -100,8 +102,7 @@ class ReactionSystem:
     """A set of reactions over num_species species; `simulate` gives one Trajectory."""
 
     def __init__(self, num_species: int, species_names: Sequence[str] | None = None):
-        if num_species < 1:
-            raise ValueError(f"ReactionSystem: num_species must be >= 1, got {num_species}")
+        num_species = check_int("num_species", num_species, 1)
         if species_names is not None and len(species_names) != num_species:
             raise ValueError(f"ReactionSystem: {len(species_names)} species_names for {num_species} species")
         self.num_species, self.species_names = num_species, species_names
@@ -111,7 +112,8 @@ class ReactionSystem:
         if len(reactants) != self.num_species or len(products) != self.num_species:
             raise ValueError(f"add_reaction: reactants and products need {self.num_species} entries, got "
                              f"{len(reactants)} and {len(products)}")
-        if rate < 0 or min(reactants) < 0 or min(products) < 0:
+        rate = check_float("rate", rate, 0.0)
+        if min(reactants) < 0 or min(products) < 0:
             raise ValueError(f"add_reaction: rate and stoichiometries must be >= 0, got rate={rate}, "
                              f"reactants={list(reactants)}, products={list(products)}")
         self.reactions.append(Reaction(float(rate), list(reactants), list(products)))
@@ -137,6 +139,10 @@ class ReactionSystem:
             raise ValueError("simulate: record='grid' needs a grid of times")
         if t_max is None and max_events is None:
             raise ValueError("simulate: give t_max, max_events or both")
+        if t_max is not None:  # inf or NaN would never stop a system that does not absorb
+            t_max = check_float("t_max", t_max, 0.0)
+        if max_events is not None:
+            max_events = check_int("max_events", max_events, 0)
         t_max = (float(np.max(grid)) if record == "grid" else np.inf) if t_max is None else float(t_max)
         times, states, on_grid = _run_single(self, x0, t_max, max_events, rng or np.random.default_rng(), grid,
                                              keep_events=record == "events")
@@ -146,11 +152,20 @@ class ReactionSystem:
                           float(times[-1] if t_max == np.inf else t_max))
 
 
+def _integer_state(x0, num_species: int) -> np.ndarray:
+    """x0 as int64 copy numbers; 1.5 or NaN are refused rather than truncated."""
+    a = np.asarray(x0)
+    if a.dtype.kind not in "iu":
+        if a.dtype.kind not in "fb" or not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise ValueError(f"simulate: x0 must be {num_species} non-negative integers, got {a.reshape(-1).tolist()}")
+    return a.astype(np.int64).reshape(-1)
+
+
 def _run_single(system: ReactionSystem, x0, t_max: float, max_events: int | None, rng: np.random.Generator,
                 grid: np.ndarray | None = None, keep_events: bool = True, block: int = 4096):
     """Scalar direct method for one run (plain Python ints: a few microseconds per event).  Returns event
     times, post-event states and, with a grid, the [G, S] states at the grid times."""
-    n = [int(v) for v in np.asarray(x0).reshape(-1)]
+    n = _integer_state(x0, system.num_species).tolist()
     if len(n) != system.num_species or min(n) < 0:
         raise ValueError(f"simulate: x0 must be {system.num_species} non-negative integers, got {n}")
     if not system.reactions:
@@ -260,9 +275,15 @@ def simulate_ensemble(system: ReactionSystem, x0, t_max: float, n_runs: int, see
                       rng: np.random.Generator | None = None) -> EnsembleResult:
     """n_runs independent runs from x0 to t_max, vectorised; time averages over [burn_in, t_max]
     are accumulated on the fly (no event storage).  One Generator stream (seed) drives all runs."""
-    if n_runs < 1:
-        raise ValueError(f"simulate_ensemble: n_runs must be >= 1, got {n_runs}")
-    if not 0 <= burn_in < t_max:
+    n_runs = check_int("n_runs", n_runs, 1)
+    t_max = check_float("t_max", t_max, 0.0, low_open=True)  # finite: inf or NaN would never stop
+    burn_in = check_float("burn_in", burn_in, 0.0)
+    if not burn_in < t_max:
         raise ValueError(f"simulate_ensemble: need 0 <= burn_in < t_max, got burn_in={burn_in}, t_max={t_max}")
-    x0 = np.broadcast_to(np.asarray(x0, dtype=np.int64), (n_runs, system.num_species))
+    if max_events is not None:
+        max_events = check_int("max_events", max_events, 0)
+    x0 = _integer_state(x0, system.num_species)
+    if x0.size != system.num_species:
+        raise ValueError(f"simulate: x0 must be {system.num_species} non-negative integers, got {x0.tolist()}")
+    x0 = np.broadcast_to(x0, (n_runs, system.num_species))
     return _run(system, x0, float(t_max), max_events, rng or np.random.default_rng(seed), burn_in, grid)
