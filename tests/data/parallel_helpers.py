@@ -41,7 +41,8 @@ class Stop(BaseException):
 
 
 _KINDS = {"SystemExit": lambda x: SystemExit(1), "KeyboardInterrupt": lambda x: KeyboardInterrupt(),
-          "Stop": lambda x: Stop(f"stop at {x}"), "ValueError": lambda x: ValueError(f"bad {x}")}
+          "Stop": lambda x: Stop(f"stop at {x}"), "ValueError": lambda x: ValueError(f"bad {x}"),
+          "TwoArgError": lambda x: TwoArgError(x, "two-arg init")}
 
 
 def raise_kind_on(kind, bad):
