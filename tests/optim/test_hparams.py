@@ -75,3 +75,13 @@ def test_nan_lr_from_a_scheduler_is_refused_at_step_and_weights_untouched():
     with pytest.raises(ValueError, match="'lr'.*nan"):
         opt.step()
     assert torch.equal(p.detach(), torch.ones(2)) and opt.update_step == 0
+
+
+def test_decay_factor_outside_0_1_is_refused_before_any_change():
+    """η·λ > 1 makes 1 − ηλ negative: the weights would flip sign and grow (was: silently applied)."""
+    p = nn.Parameter(torch.ones(2))
+    opt = WeightDecay(torch.optim.SGD([p], lr=10.0), weight_decay_rate=0.5)
+    p.grad = torch.ones(2)
+    with pytest.raises(ValueError, match=r"weight_decay_rate \* lr = 5.0 must be in \[0, 1\]"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(2))

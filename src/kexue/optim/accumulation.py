@@ -7,7 +7,7 @@ parameters and the inner optimizer's state untouched: `inner.step()` is simply n
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,7 @@ class GradientAccumulation(DerivedOptimizer):
     """
 
     factory_kwargs = {"grad_accum_steps": "accum_steps"}
+    _state_kinds: ClassVar[dict[str, type] | None] = {"grad_sum": Tensor, "filled": bool}
 
     def __init__(self, optimizer: Optimizer, accum_steps: int = 2, average: bool = True,
                  sample_weighted: bool = False, accumulate_in_grad: bool = False) -> None:
@@ -171,9 +172,9 @@ class GradientAccumulation(DerivedOptimizer):
         for i, g in grads.items():
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
                 raise ValueError(f"{where}['grads'] has parameter index {i!r}; there are {len(params)} parameters")
-            if not isinstance(g, Tensor) or g.shape != params[i].shape:
-                got = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
-                raise ValueError(f"{where}['grads'][{i}] must be a tensor of shape {tuple(params[i].shape)}, "
+            if not isinstance(g, Tensor) or g.shape != params[i].shape or not g.is_floating_point():
+                got = f"{tuple(g.shape)} {g.dtype}" if isinstance(g, Tensor) else type(g).__name__
+                raise ValueError(f"{where}['grads'][{i}] must be a float tensor of shape {tuple(params[i].shape)}, "
                                  f"got {got}")
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:

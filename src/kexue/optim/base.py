@@ -264,10 +264,15 @@ class DerivedOptimizer(Optimizer):
     # keys of `_extra_state()` that are always / sometimes present
     _extra_keys: ClassVar[tuple[str, ...]] = ()
     _optional_extra_keys: ClassVar[tuple[str, ...]] = ()
+    # per-parameter state keys and their types (None: not checked, e.g. a user subclass)
+    _state_kinds: ClassVar[dict[str, type] | None] = None
 
     def _extra_state(self) -> dict[str, Any]:
         """Override: scalars (counters) saved next to the per-parameter state."""
         return {}
+
+    def _check_param_state(self, saved: dict[int, dict[str, Any]], where: str) -> None:
+        """Override: raise a ValueError if the per-parameter state is incomplete (called first)."""
 
     def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
         """Override: raise a ValueError if `extra` cannot be loaded by `_load_extra_state` (called first)."""
@@ -328,9 +333,18 @@ class DerivedOptimizer(Optimizer):
             if not isinstance(entry, dict):
                 raise ValueError(f"{where}['outer']['state'][{i}] must be a dict, got {type(entry).__name__}")
             for key, value in entry.items():
+                at = f"{where}['outer']['state'][{i}][{key!r}]"
+                kinds = self._state_kinds
+                if kinds is not None and (key not in kinds or not isinstance(value, kinds[key])
+                                          or (kinds[key] is not bool and isinstance(value, bool))):
+                    expected = kinds[key].__name__ if kinds is not None and key in kinds else f"one of {sorted(kinds)}"
+                    raise ValueError(f"{at} is not {name} state: expected {expected}, got {type(value).__name__}")
                 if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[i].shape:
-                    raise ValueError(f"{where}['outer']['state'][{i}][{key!r}] has shape {tuple(value.shape)} but "
-                                     f"the parameter has shape {tuple(params[i].shape)}")
+                    raise ValueError(f"{at} has shape {tuple(value.shape)} but the parameter has shape "
+                                     f"{tuple(params[i].shape)}")
+                if isinstance(value, Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
+                    raise ValueError(f"{at} holds non-finite values (a poisoned checkpoint)")
+        self._check_param_state(saved, f"{where}['outer']['state']")
         self._check_extra_state({k: outer[k] for k in keys}, f"{where}['outer']")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]

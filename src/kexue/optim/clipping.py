@@ -8,7 +8,7 @@ coordinate, so clipping mostly changes its first moment relative to the second.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 from torch import Tensor
@@ -73,6 +73,7 @@ class GradientClipping(DerivedOptimizer):
     inside `GradientAccumulation` so it clips the accumulated gradient; `GradScaler.step` unscales first.
     """
 
+    _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"clip_norm": "gamma", "clip_mode": "mode"}
 
     def __init__(self, optimizer: Optimizer, gamma: float = 1.0, mode: str = "hard", norm_type: float = 2.0,

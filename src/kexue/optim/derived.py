@@ -8,7 +8,7 @@ the decay after the trust ratio (not LAMB).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch.optim import Optimizer
@@ -30,9 +30,11 @@ class WeightDecay(DerivedOptimizer):
     η_t is the group's current lr (after any scheduler), λ the group key `weight_decay_rate` (set it to 0 in
     groups that must not decay, see `param_groups_by_name`). When the inner update does not read θ (Adam, SGD,
     ... without their own weight_decay) θ is scaled by (1 − ηλ) before the inner step exactly like
-    `torch.optim.AdamW`; otherwise θ_t is snapshotted and the decay added after the inner step.
+    `torch.optim.AdamW`; otherwise θ_t is snapshotted and the decay added after the inner step. A step with
+    η_t·λ outside [0, 1] (the factor 1 − ηλ would flip or blow up the weights) is refused before any change.
     """
 
+    _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"weight_decay_rate": "weight_decay_rate"}
 
     def __init__(self, optimizer: Optimizer, weight_decay_rate: float = 0.01) -> None:
@@ -42,9 +44,13 @@ class WeightDecay(DerivedOptimizer):
         pre = closure is None and delta_independent_of_params(self.inner)
         if pre and not will_update(self.inner):
             return None
+        rates = [float(g["weight_decay_rate"]) * float(g["lr"]) for g in self.param_groups]
+        for i, rate in enumerate(rates):                                # checked before any weight moves
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"param_groups[{i}]: weight_decay_rate * lr = {rate!r} must be in [0, 1] (the "
+                                 f"weights are scaled by 1 - weight_decay_rate * lr each update)")
         ctx = []
-        for group in self.param_groups:
-            rate = float(group["weight_decay_rate"]) * float(group["lr"])
+        for group, rate in zip(self.param_groups, rates):
             params = self._step_params(group, closure) if rate != 0 else []
             if not params:
                 continue
@@ -72,6 +78,7 @@ class LayerAdaptation(DerivedOptimizer):
     is a no-op. Groups with key `layer_adaptation=False` (biases, norms) keep the inner update.
     """
 
+    _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"layer_adaptation_eps": "eps", "max_trust_ratio": "max_ratio"}
 
     def __init__(self, optimizer: Optimizer, eps: float = 0.0, max_ratio: float | None = None) -> None:
@@ -141,6 +148,7 @@ class PiecewiseLinearLR(DerivedOptimizer):
     They agree when the inner update is linear in lr (SGD, Adam, and WeightDecay/LayerAdaptation around them).
     """
 
+    _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"lr_schedule": "lr_schedule", "lr_schedule_mode": "mode"}
 
     def __init__(self, optimizer: Optimizer, lr_schedule: dict[int, float] | None = None, mode: str = "lr") -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -144,6 +144,9 @@ class EMAWeights:
             if not isinstance(v, Tensor) or s.shape != v.shape:
                 got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
                 raise ValueError(f"{where}['shadow'][{i}] has shape {got}, expected {tuple(s.shape)}")
+            if not (v.is_floating_point() and bool(v.isfinite().all())):
+                raise ValueError(f"{where}['shadow'][{i}] must hold finite floats, got {v.dtype} with "
+                                 f"{int((~v.isfinite()).sum()) if v.is_floating_point() else 'no'} non-finite values")
 
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -162,6 +165,7 @@ class ExponentialMovingAverage(DerivedOptimizer):
     underlying `EMAWeights` over the parameters of `param_groups`. The training trajectory is unchanged.
     """
 
+    _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"ema_momentum": "decay", "ema_init": "init", "ema_bias_correction": "bias_correction"}
 
     def __init__(self, optimizer: Optimizer, decay: float = 0.999, init: str = "zeros",
@@ -215,6 +219,9 @@ class ExponentialMovingAverage(DerivedOptimizer):
 
     def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
         self.ema.check_state_dict(extra["ema"], f"{where}['ema']")
+        saved = {k: extra["ema"][k] for k in ("decay", "init", "bias_correction")}
+        if saved != self.hparams():
+            raise ValueError(f"{where}['ema'] was saved with {saved} but this average has {self.hparams()}")
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.ema.load_state_dict(extra["ema"])

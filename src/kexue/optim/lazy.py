@@ -6,7 +6,7 @@ row evolve ("mask_update"). "skip_state" also restores the absent rows' state (l
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 from torch import Tensor
@@ -40,6 +40,7 @@ class LazyUpdate(DerivedOptimizer):
     of absent rows too.
     """
 
+    _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"lazy_params": "params", "lazy_mode": "mode"}
 
     def __init__(self, optimizer: Optimizer, params: Iterable[Tensor] | None = None, row_dim: int = 0,

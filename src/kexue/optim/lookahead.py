@@ -6,7 +6,7 @@ sync; not ported). Every k real updates of the inner optimizer: φ ← φ + α(�
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor
@@ -29,6 +29,7 @@ class Lookahead(DerivedOptimizer):
     """
 
     factory_kwargs = {"steps_per_slow_update": "k", "slow_step_size": "alpha"}
+    _state_kinds: ClassVar[dict[str, type] | None] = {"slow_param": Tensor, "slow_momentum": Tensor}
 
     def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5, reset_inner_state: bool = False,
                  pullback_momentum: str = "none", sync_schedule: str = "after_k") -> None:
@@ -153,6 +154,13 @@ class Lookahead(DerivedOptimizer):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"update_step": self.update_step}
+
+    def _check_param_state(self, saved: dict[int, dict[str, Any]], where: str) -> None:
+        params = self._all_params()
+        missing = [i for i, p in enumerate(params) if "slow_param" in self.state.get(p, {})
+                   and "slow_param" not in saved.get(i, {})]
+        if missing:
+            raise ValueError(f"{where} lacks the slow weights of parameters {missing}: not a state of this Lookahead")
 
     def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
         check_int(f"{where}['update_step']", extra["update_step"], low=0)

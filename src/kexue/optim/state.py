@@ -49,6 +49,23 @@ def check_group_hyperparameters(groups: list[dict[str, Any]], where: str = "para
                     check_float(f"{where}[{i}][{key!r}]", float(v))
 
 
+def _same_kind(default: Any, value: Any) -> bool:
+    """`value` can stand where the optimizer's default `default` stands (a number for a number, ...)."""
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, numbers.Real):
+        return (isinstance(value, numbers.Real) and not isinstance(value, bool)) or \
+            (isinstance(value, Tensor) and value.numel() == 1)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and len(value) == len(default) and \
+            all(_same_kind(d, v) for d, v in zip(default, value))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
 def required_group_keys(optimizer: Optimizer) -> set[str]:
     """Group keys that `optimizer.step()` reads and that its `__setstate__` does not fill in by default.
 
@@ -88,6 +105,10 @@ def check_torch_state_dict(optimizer: Optimizer, state_dict: Any, where: str = "
         if missing:
             raise ValueError(f"{where}['param_groups'][{i}] lacks {missing} that {name} needs (it holds "
                              f"{sorted(k for k in g if k != 'params')}): the state comes from another optimizer")
+        for key, default in optimizer.defaults.items():
+            if key in g and not _same_kind(default, g[key]):
+                raise ValueError(f"{where}['param_groups'][{i}][{key!r}] must be like {name}'s default "
+                                 f"{default!r}, got {g[key]!r:.100}")
     check_group_hyperparameters(saved_groups, f"{where}['param_groups']")
     if not isinstance(state, dict):
         raise ValueError(f"{where}['state'] must be a dict, got {type(state).__name__}")
@@ -97,9 +118,15 @@ def check_torch_state_dict(optimizer: Optimizer, state_dict: Any, where: str = "
             raise ValueError(f"{where}['state'] has an entry for parameter id {pid!r} that no param group lists")
         if not isinstance(entry, dict):
             raise ValueError(f"{where}['state'][{pid!r}] must be a dict, got {type(entry).__name__}")
-        if type(optimizer) in _PARAM_SHAPED_STATE:
-            shape = params[pid].shape
-            for key, value in entry.items():
-                if isinstance(value, Tensor) and value.dim() > 0 and value.shape != shape:
-                    raise ValueError(f"{where}['state'][{pid!r}][{key!r}] has shape {tuple(value.shape)} but the "
-                                     f"parameter has shape {tuple(shape)}")
+        for key, value in entry.items():
+            at = f"{where}['state'][{pid!r}][{key!r}]"
+            if isinstance(value, Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
+                raise ValueError(f"{at} holds non-finite values (a poisoned checkpoint)")
+            if type(optimizer) not in _PARAM_SHAPED_STATE:
+                continue
+            if not (isinstance(value, Tensor) or value is None or (key == "step" and isinstance(value, numbers.Real)
+                                                                   and not isinstance(value, bool))):
+                raise ValueError(f"{at} must be a tensor, got {type(value).__name__}")
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[pid].shape:
+                raise ValueError(f"{at} has shape {tuple(value.shape)} but the parameter has shape "
+                                 f"{tuple(params[pid].shape)}")
