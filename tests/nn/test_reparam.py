@@ -177,3 +177,35 @@ def test_categorical_kl_to_uniform_matches_torch():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_gaussian_head_clamps_logvar_to_the_documented_range():
+    """Issue 8 mutant (GaussianHead without its clamp): with inputs that drive logvar to +-1e4, the head returns
+    exactly the documented bounds LOGVAR_RANGE = (-30, 20), so exp(logvar), exp(logvar / 2) and the KL stay
+    finite (exp(1e4) = inf in any float type), and in-range values pass unchanged."""
+    from kexue.nn.reparam import LOGVAR_RANGE
+    from kexue.nn.losses import kl_std_normal
+    assert LOGVAR_RANGE == (-30.0, 20.0)
+    head = GaussianHead(2, 3)
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.zero_()
+        head.proj.weight[3:, 0] = torch.tensor([1.0, -1.0, 1e-3])   # logvar rows: +x, -x, x / 1000
+    h = torch.tensor([[1e4, 0.0], [-1e4, 0.0], [3.0, 0.0]])
+    mu, lv = head(h)
+    assert torch.equal(lv[0], torch.tensor([20.0, -30.0, 10.0]))
+    assert torch.equal(lv[1], torch.tensor([-30.0, 20.0, -10.0]))
+    torch.testing.assert_close(lv[2], torch.tensor([3.0, -3.0, 3e-3]))
+    for t in (lv.exp(), (0.5 * lv).exp(), kl_std_normal(mu, lv, reduction="none"), reparameterize(mu, lv)):
+        assert torch.isfinite(t).all()
+    lv.sum().backward()   # d logvar / d w = h where the clamp is inactive, 0 where it clips
+    torch.testing.assert_close(head.proj.weight.grad[3:, 0], torch.tensor([3.0, 3.0, 1e4 - 1e4 + 3.0]))
+
+
+@pytest.mark.parametrize("args, exc, name", [
+    ((0, 2), ValueError, "in_features"), ((3, -1), ValueError, "latent_dim"),
+    ((3.0, 2), TypeError, "in_features"), ((3, True), TypeError, "latent_dim"),
+])
+def test_gaussian_head_sizes_checked_by_name(args, exc, name):
+    with pytest.raises(exc, match=name):
+        GaussianHead(*args)

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from kexue._validate import check_int
+
 __all__ = [
     "normal_rsample", "reparameterize", "GaussianHead", "sample_gumbel", "gumbel_max_sample",
     "gumbel_softmax", "TemperatureSchedule", "score_function_surrogate", "exact_discrete_expectation",
@@ -48,12 +50,12 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
 
 class GaussianHead(nn.Module):
     """Linear encoder head giving each sample its own posterior N(mu, diag exp(logvar))
-    (https://kexue.fm/archives/5253).  [..., in_features] -> (mu, logvar), each [..., latent_dim]."""
+    (https://kexue.fm/archives/5253).  [..., in_features] -> (mu, logvar), each [..., latent_dim]; logvar is
+    clamped to LOGVAR_RANGE = [-30, 20], so exp(logvar) and exp(logvar / 2) never overflow."""
 
     def __init__(self, in_features: int, latent_dim: int):
         super().__init__()
-        if in_features < 1 or latent_dim < 1:
-            raise ValueError(f"GaussianHead: in_features and latent_dim must be >= 1, got {in_features}, {latent_dim}")
+        in_features, latent_dim = check_int("in_features", in_features, 1), check_int("latent_dim", latent_dim, 1)
         self.proj = nn.Linear(in_features, 2 * latent_dim)
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
