@@ -467,3 +467,18 @@ def test_sp_tokenizer_bad_input(sp_model, tmp_path):
         SpTokenizer(str(bad))
     with pytest.raises(TypeError, match="add_eos must be a bool"):
         SpTokenizer(path, add_eos="yes")
+
+
+def test_pre_tokenize_hooks_returning_non_words_are_named():
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b"])}
+    with pytest.raises(TypeError, match="pre_tokenize must return a list of str words, got NoneType"):
+        Tokenizer(vocab, pre_tokenize=lambda t: None).encode("a b")
+    import numpy as np
+    tk = Tokenizer({t: np.int64(i) for t, i in vocab.items()})  # numpy ids, e.g. from a DataFrame
+    assert tk.encode("a b") == ([2, 4, 5, 3], [0, 0, 0, 0])
+
+
+def test_sp_pre_tokenize_returning_non_words_is_named(sp_model):
+    path, _ = sp_model
+    with pytest.raises(TypeError, match="pre_tokenize must return a list of str words"):
+        SpTokenizer(path, pre_tokenize=lambda t: [1, 2]).encode("the cat")

@@ -163,6 +163,8 @@ def sequence_padding(inputs: Sequence[Sequence[int]] | Sequence[Tensor], length:
     from kexue._pad_dtype import check_pad_value, common_torch_dtype
     from kexue._validate import check_int
 
+    if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__len__"):
+        raise TypeError(f"inputs must be a sequence of rows (a list, tuple or tensor), got {type(inputs).__name__}")
     if len(inputs) == 0:
         raise ValueError("inputs must hold at least one sequence, got an empty list")
     if length is not None:

@@ -153,3 +153,12 @@ def test_sequence_padding_bad_shapes_and_lengths_name_the_argument():
     with pytest.raises(TypeError, match="length must be an int, got 2.5"):
         sequence_padding_nd([[1]], length=2.5)
     assert sequence_padding([[1, 2, 3], [4]], length=2).tolist() == [[1, 2], [4, 0]]
+
+
+def test_inputs_that_are_not_a_list_of_rows_name_inputs():
+    with pytest.raises(TypeError, match="inputs must be a sequence of rows"):
+        sequence_padding(iter([[1], [2]]))
+    with pytest.raises(TypeError, match="inputs must be a sequence of rows"):
+        sequence_padding_nd(x for x in [[1], [2]])
+    with pytest.raises(ValueError, match="inputs\\[1\\] is not a regular array"):
+        sequence_padding_nd([[1, 2], [3, [4, 5]]])

@@ -228,3 +228,10 @@ def test_bad_sizes_seeds_and_start_method_are_clear_errors():
     with pytest.raises(ValueError, match="torch_threads must be an int >= 1"):
         list(parallel_apply_generator(h.square, DATA, 1, 1, torch_threads=0))
     assert mp.active_children() == []
+
+
+def test_count_tokens_and_batched_check_sizes_by_name_at_call_time():
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        count_tokens(["a b"], str.split, batch_size=0)
+    with pytest.raises(ValueError, match="size must be an int >= 1, got 0"):
+        batched(range(3), 0)  # at the call, not at the first next()

@@ -20,11 +20,18 @@ def sequence_padding_nd(inputs: Sequence, length: int | Sequence[int] | None = N
     axes of every array to a common shape -> [B, *length, *rest]; `mode='pre'` pads on the left. The result
     keeps the inputs' dtype (mixed rows promoted, empty rows not counted) unless `dtype` is given; `value`
     must fit it."""
+    if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__len__"):
+        raise TypeError(f"inputs must be a sequence of rows (a list, tuple or array), got {type(inputs).__name__}")
     if len(inputs) == 0:
         raise ValueError("inputs must hold at least one sequence, got an empty list")
     if mode not in ("post", "pre"):
         raise ValueError(f"mode must be 'post' or 'pre', got {mode!r}")
-    arrays = [np.asarray(x, dtype=dtype) for x in inputs]
+    arrays = []
+    for k, x in enumerate(inputs):
+        try:
+            arrays.append(np.asarray(x, dtype=dtype))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"inputs[{k}] is not a regular array of numbers: {e}") from e
     if isinstance(seq_dims, bool) or not isinstance(seq_dims, int) or not 1 <= seq_dims <= arrays[0].ndim:
         raise ValueError(f"seq_dims must be an int in [1, {arrays[0].ndim}] (the arrays' rank), got {seq_dims!r}")
     rest = arrays[0].shape[seq_dims:]

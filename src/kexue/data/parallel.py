@@ -402,9 +402,13 @@ def parallel_apply(func: Callable, iterable: Iterable, workers: int, max_queue_s
 
 
 def batched(iterable: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of `size` items (the last may be shorter): send batches, not single items."""
+    """Consecutive lists of `size` items (the last may be shorter): send batches, not single items.
+    `size` is checked at the call, not at the first next()."""
     check_int("size", size, low=1)
-    it = iter(iterable)
+    return _batches(iter(iterable), size)
+
+
+def _batches(it: Iterator, size: int) -> Iterator[list]:
     while batch := list(itertools.islice(it, size)):
         yield batch
 
@@ -420,6 +424,8 @@ def count_tokens(texts: Iterable[str], tokenize: Callable[[str], Iterable], batc
                  workers: int = 1, max_queue_size: int = 200, dummy: bool = False) -> collections.Counter:
     """The article's batch-then-merge token count: a fresh Counter per batch of texts, merged into the
     total; `workers=1` runs it in this process (the fair baseline for any parallel speed-up)."""
+    check_int("batch_size", batch_size, low=1)
+    check_int("workers", workers, low=1)
     total = collections.Counter()
     job = functools.partial(_count_batch, tokenize)
     if workers == 1:

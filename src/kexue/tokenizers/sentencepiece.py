@@ -67,7 +67,11 @@ class SpTokenizer(TokenizerBase):
 
     def _pieces(self, text: str) -> tuple[list[int], None]:
         if self._pre_tokenize is not None:
-            text = " ".join(self._pre_tokenize(text))
+            words = self._pre_tokenize(text)
+            if isinstance(words, str) or not isinstance(words, Sequence) or \
+                    not all(isinstance(w, str) for w in words):
+                raise TypeError(f"pre_tokenize must return a list of str words, got {words!r:.60}")
+            text = " ".join(words)
         return self.sp_model.encode(text), None
 
     def _is_decodable(self, i: int) -> bool:

@@ -7,6 +7,7 @@ tokens recognised in the text), so ids and offsets match it exactly. On top of i
 """
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from typing import Callable, Mapping, Sequence
@@ -161,6 +162,9 @@ class Tokenizer(TokenizerBase):
         """bert4keras `pre_tokenize`: a word in the vocabulary is one token, others go through WordPiece."""
         ids, offsets, cursor = [], [], 0
         words = self._pre_tokenize(text)
+        if isinstance(words, str) or not isinstance(words, Sequence):
+            raise TypeError(f"pre_tokenize must return a list of str words, got {type(words).__name__}: "
+                            f"{words!r:.60}")
         for word in words:
             if not isinstance(word, str):
                 raise TypeError(f"pre_tokenize must return str words, got {type(word).__name__}: {word!r:.40}")
@@ -242,9 +246,9 @@ def _check_vocab(vocab) -> dict[str, int]:
         raise ValueError("vocab must not be empty")
     token_dict = {}
     for token, i in vocab.items():
-        if not isinstance(token, str) or isinstance(i, bool) or not isinstance(i, int):
+        if not isinstance(token, str) or isinstance(i, bool) or not isinstance(i, numbers.Integral):
             raise TypeError(f"vocab must map str -> int, got {token!r} -> {i!r}")
-        token_dict[token] = i
+        token_dict[token] = int(i)
     if sorted(token_dict.values()) != list(range(len(token_dict))):
         raise ValueError(f"vocab ids must be exactly 0..{len(token_dict) - 1} with no gap or repeat")
     return token_dict
