@@ -117,7 +117,7 @@ def test_roberta_length_limit_counts_its_position_offset():
     ok = torch.randint(2, 50, (1, 30))
     with torch.no_grad():
         assert model(ok).last_hidden_state.shape == (1, 30, 16)
-    with pytest.raises(ValueError, match=r"sequence length 31 exceeds the position table max_position=32.*"
+    with pytest.raises(ValueError, match=r"sequence length 31 of input_ids exceeds the position table max_position=32.*"
                                          r"pad_token_id \+ 1 = 2.*at most 30 tokens fit"):
         model(torch.randint(2, 50, (1, 31)))
 

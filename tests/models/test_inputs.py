@@ -25,7 +25,7 @@ def test_ids_outside_vocab(model):
 
 
 def test_sequence_longer_than_positions(model):
-    with pytest.raises(ValueError, match=r"sequence length 17 exceeds the position table max_position=16"):
+    with pytest.raises(ValueError, match=r"sequence length 17 of input_ids exceeds the position table max_position=16"):
         model(torch.zeros(1, 17, dtype=torch.long))
 
 

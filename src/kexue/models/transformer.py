@@ -285,8 +285,9 @@ class Transformer(nn.Module):
             offset = self.position_offset()
             why = (f" less the first {offset} positions (they start at pad_token_id + 1 = {offset})"
                    if offset else "")
-            raise ValueError(f"sequence length {past + n} exceeds the position table max_position={table}{why}: "
-                             f"at most {self.max_length()} tokens fit")
+            held = f" ({past} cached + {n} in input_ids)" if past else " of input_ids"
+            raise ValueError(f"sequence length {past + n}{held} exceeds the position table max_position={table}"
+                             f"{why}: at most {self.max_length()} tokens fit")
         if segment_ids is not None:
             check_same_shape("segment_ids", segment_ids, (B, n), device)
             if self.segment_via_word:
