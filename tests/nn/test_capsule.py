@@ -139,3 +139,64 @@ def test_bad_arguments_raise():
         Capsule(4, 3, 2, routing="kmeans")
     with pytest.raises(ValueError, match="variant"):
         squash(torch.randn(3), variant="x")
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(num_capsule=0), ValueError, "num_capsule"), (dict(dim_capsule=0), ValueError, "dim_capsule"),
+    (dict(in_dim=0), ValueError, "in_dim"), (dict(in_dim=4.0), TypeError, "in_dim"),
+    (dict(num_capsule=-3), ValueError, "num_capsule"), (dict(routings=0), ValueError, "routings"),
+    (dict(routings=2.0), TypeError, "routings"), (dict(routings=True), TypeError, "routings"),
+    (dict(share_weights=False, num_in_capsule=0), ValueError, "num_in_capsule"),
+    (dict(share_weights="no"), TypeError, "share_weights"),
+])
+def test_capsule_sizes_checked_by_name_at_construction(kw, exc, name):
+    """Issue 8: Capsule(num_capsule=0) failed later with a reshape error naming no argument."""
+    with pytest.raises(exc, match=name):
+        Capsule(**{"in_dim": 4, "num_capsule": 3, "dim_capsule": 5, **kw})
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(num_out=0), ValueError, "num_out"), (dict(pose_dim=-1), ValueError, "pose_dim"),
+    (dict(iters=0), ValueError, "iters"), (dict(final_inverse_temp=float("nan")), ValueError, "final_inverse_temp"),
+])
+def test_em_routing_sizes_checked_by_name(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        EMRouting(**{"num_out": 3, "pose_dim": 4, **kw})
+
+
+def test_empty_batches_and_empty_capsule_sets():
+    """B = 0 gives an empty output; N_in = 0 input capsules give zero outputs (nothing votes), never NaN."""
+    caps = Capsule(4, 3, 5)
+    assert caps(torch.zeros(0, 6, 4)).shape == (0, 3, 5)
+    out = caps(torch.zeros(2, 0, 4))
+    assert out.shape == (2, 3, 5) and torch.equal(out, torch.zeros(2, 3, 5))
+    em = EMRouting(3, 4)
+    poses, a = em(torch.zeros(0, 5, 3, 4), torch.zeros(0, 5))
+    assert poses.shape == (0, 3, 4) and a.shape == (0, 3)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_margin_loss_of_an_empty_batch_is_zero(reduction):
+    lengths = torch.zeros(0, 3, requires_grad=True)
+    loss = margin_loss(lengths, torch.zeros(0, dtype=torch.long), reduction=reduction)
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
+@pytest.mark.parametrize("targets", [torch.tensor([0, 3]), torch.tensor([-1, 0]), torch.tensor([0.0, 1.0])])
+def test_margin_loss_targets_checked(targets):
+    with pytest.raises((ValueError, TypeError), match="targets"):
+        margin_loss(torch.rand(2, 3), targets)
+
+
+@pytest.mark.parametrize("kw, name", [(dict(k=0.0), "k"), (dict(k=float("nan")), "k"), (dict(eps=-1.0), "eps")])
+def test_squash_constants_checked(kw, name):
+    with pytest.raises(ValueError, match=name):
+        squash(torch.zeros(2, 3), **kw)
+
+
+def test_squash_of_the_zero_vector_is_zero_even_with_eps_zero():
+    x = torch.zeros(2, 3, requires_grad=True)
+    y = squash(x, eps=0.0)
+    assert torch.equal(y, torch.zeros(2, 3))
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()

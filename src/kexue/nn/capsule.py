@@ -14,16 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
+from kexue.nn._reduce import mean_or_zero
+
 __all__ = ["squash", "Capsule", "capsule_lengths", "margin_loss", "EMRouting", "em_m_step"]
 
 
 def squash(x: Tensor, dim: int = -1, eps: float = 1e-7, variant: str = "hinton", k: float | None = None) -> Tensor:
     """|x|^2 / (k + |x|^2) * x / |x|; k = 1 ("hinton") or 0.5 ("su"). eps keeps the gradient finite at 0."""
-    if variant not in ("hinton", "su"):
-        raise ValueError(f"variant must be 'hinton' or 'su', got {variant!r}")
-    k = (1.0 if variant == "hinton" else 0.5) if k is None else k
+    check_choice("variant", variant, ("hinton", "su"))
+    k = (1.0 if variant == "hinton" else 0.5) if k is None else check_float("k", k, 0.0, low_open=True)
+    eps = check_float("eps", eps, 0.0)
     s2 = x.pow(2).sum(dim, keepdim=True)
-    return x * (s2 / (k + s2) / torch.sqrt(s2 + eps))
+    norm = torch.sqrt((s2 + eps).clamp_min(torch.finfo(x.dtype).tiny))    # k > 0, norm > 0: the zero vector -> 0
+    return x * (s2 / (k + s2) / norm)
 
 
 def capsule_lengths(v: Tensor) -> Tensor:
@@ -36,6 +40,11 @@ def margin_loss(lengths: Tensor, targets: Tensor, m_pos: float = 0.9, m_neg: flo
     """T max(0, m+ - |v|)^2 + lam (1 - T) max(0, |v| - m-)^2, summed over classes. targets: class ids [B]
     or multi-hot [B, C]."""
     if targets.dim() == lengths.dim() - 1:
+        if targets.is_floating_point() or targets.dtype == torch.bool:
+            raise TypeError(f"targets as class ids must be an integer tensor, got dtype {targets.dtype}")
+        if targets.numel() and (targets.min() < 0 or targets.max() >= lengths.shape[-1]):
+            raise ValueError(f"targets (class ids) must lie in [0, {lengths.shape[-1]}), got range "
+                             f"[{int(targets.min())}, {int(targets.max())}]")
         targets = F.one_hot(targets.long(), lengths.shape[-1])
     if targets.shape != lengths.shape:
         raise ValueError(f"targets must be class ids [B] or multi-hot {tuple(lengths.shape)}, got {tuple(targets.shape)}")
@@ -44,7 +53,7 @@ def margin_loss(lengths: Tensor, targets: Tensor, m_pos: float = 0.9, m_neg: flo
     if reduction == "none":
         return loss
     if reduction in ("mean", "sum"):
-        return getattr(loss, reduction)()
+        return mean_or_zero(loss) if reduction == "mean" else loss.sum()   # an empty batch: 0, not NaN
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
 
@@ -56,12 +65,14 @@ class Capsule(nn.Module):
                  share_weights: bool = True, num_in_capsule: int | None = None, routing: str = "su",
                  activation: str | Callable[[Tensor], Tensor] = "squash_su"):
         super().__init__()
-        if routing not in ("su", "hinton"):
-            raise ValueError(f"routing must be 'su' or 'hinton', got {routing!r}")
-        if not isinstance(routings, int) or routings < 1:
-            raise ValueError(f"routings must be an int >= 1, got {routings!r}")
-        if not share_weights and not num_in_capsule:
+        check_choice("routing", routing, ("su", "hinton"))
+        in_dim, routings = check_int("in_dim", in_dim, 1), check_int("routings", routings, 1)
+        num_capsule, dim_capsule = check_int("num_capsule", num_capsule, 1), check_int("dim_capsule", dim_capsule, 1)
+        share_weights = check_bool("share_weights", share_weights)
+        if not share_weights and num_in_capsule is None:
             raise ValueError(f"num_in_capsule is required when share_weights=False, got {num_in_capsule!r}")
+        if num_in_capsule is not None:
+            num_in_capsule = check_int("num_in_capsule", num_in_capsule, 1)
         if isinstance(activation, str):
             if activation not in ("squash_su", "squash_hinton"):
                 raise ValueError(f"activation must be 'squash_su', 'squash_hinton' or a callable, got {activation!r}")
@@ -119,8 +130,8 @@ class EMRouting(nn.Module):
     def __init__(self, num_out: int, pose_dim: int = 16, iters: int = 3, final_inverse_temp: float = 0.01,
                  use_last_activation_in_cost: bool = True):
         super().__init__()
-        if not isinstance(iters, int) or iters < 1:
-            raise ValueError(f"iters must be an int >= 1, got {iters!r}")
+        num_out, pose_dim, iters = check_int("num_out", num_out, 1), check_int("pose_dim", pose_dim, 1), check_int("iters", iters, 1)
+        final_inverse_temp = check_float("final_inverse_temp", final_inverse_temp)
         self.num_out, self.pose_dim, self.iters = num_out, pose_dim, iters
         self.final_inverse_temp, self.use_last = final_inverse_temp, use_last_activation_in_cost
         self.beta_u = nn.Parameter(torch.zeros(num_out))
