@@ -169,6 +169,8 @@ def sequence_padding(inputs: Sequence[Sequence[int]] | Sequence[Tensor], length:
         raise ValueError("inputs must hold at least one sequence, got an empty list")
     if length is not None:
         length = check_int("length", length, low=0)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype or None, got {dtype!r}")
     seqs = []
     for k, s in enumerate(inputs):
         try:

@@ -162,3 +162,11 @@ def test_inputs_that_are_not_a_list_of_rows_name_inputs():
         sequence_padding_nd(x for x in [[1], [2]])
     with pytest.raises(ValueError, match="inputs\\[1\\] is not a regular array"):
         sequence_padding_nd([[1, 2], [3, [4, 5]]])
+
+
+def test_dtype_argument_of_the_wrong_kind_is_named():
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype or None, got 'int64'"):
+        sequence_padding([[1]], dtype="int64")
+    with pytest.raises(TypeError, match="dtype must be a numpy dtype or None, got 'nope'"):
+        sequence_padding_nd([[1]], dtype="nope")
+    assert sequence_padding_nd([[1], [2, 3]], dtype="float32").dtype == np.float32

@@ -26,6 +26,11 @@ def sequence_padding_nd(inputs: Sequence, length: int | Sequence[int] | None = N
         raise ValueError("inputs must hold at least one sequence, got an empty list")
     if mode not in ("post", "pre"):
         raise ValueError(f"mode must be 'post' or 'pre', got {mode!r}")
+    if dtype is not None:
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as e:
+            raise TypeError(f"dtype must be a numpy dtype or None, got {dtype!r}") from e
     arrays = []
     for k, x in enumerate(inputs):
         try:
