@@ -44,12 +44,14 @@ class _RemoteTraceback(Exception):
 
 class ParallelWorkerError(RuntimeError):
     """A worker's exception that could not come back as itself (it does not survive pickling, e.g. an
-    `__init__` with two arguments, or an attribute holding a lambda): its type name, message, the index of
-    the failing input and the worker's traceback."""
+    `__init__` with two arguments, or an attribute holding a lambda; or a StopIteration, which would end the
+    result generator instead): its type name, message, the index of the failing input and the worker's
+    traceback."""
 
     def __init__(self, type_name: str, message: str, index: int, remote_traceback: str = ""):
-        super().__init__(f"{type_name}: {message} (raised by func on item #{index} in a parallel_apply worker "
-                         f"process; the exception itself could not be sent back to the caller)")
+        super().__init__(f"{type_name}: {message} (raised by func on item #{index} in a parallel_apply worker; "
+                         f"the exception itself could not be re-raised in the caller: it does not survive "
+                         f"pickling, or is a StopIteration)")
         self.type_name, self.message, self.index = type_name, message, index
         self.remote_traceback = remote_traceback
 
