@@ -82,3 +82,40 @@ def test_bad_arguments_raise():
         DilatedGatedConv1d(4)(torch.randn(1, 3, 5))
     with pytest.raises(ValueError, match="mask"):
         DilatedGatedConv1d(4)(torch.randn(1, 3, 4), torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_empty_sequence_and_empty_batch_give_empty_outputs():
+    """n = 0 failed inside conv1d ("Kernel size can't be greater than actual input size"); an empty sequence
+    has an empty output of the right width, as every other masked layer here."""
+    for block in (DilatedGatedConv1d(4, 6, dilation=2), DGCNN(4, gate_dropout=None)):
+        width = 6 if isinstance(block, DilatedGatedConv1d) else 4
+        for B, n in ((2, 0), (0, 5)):
+            x = torch.zeros(B, n, 4, requires_grad=True)
+            y = block(x, torch.ones(B, n, dtype=torch.bool))
+            assert y.shape == (B, n, width)
+            y.sum().backward()
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(channels=0), ValueError, "channels"), (dict(channels=4.0), TypeError, "channels"),
+    (dict(out_channels=-2), ValueError, "out_channels"), (dict(out_channels=0), ValueError, "out_channels"),
+    (dict(kernel_size=2), ValueError, "kernel_size"), (dict(dilation=0), ValueError, "dilation"),
+    (dict(gate_dropout=float("nan")), ValueError, "gate_dropout"), (dict(residual="no"), TypeError, "residual"),
+])
+def test_block_arguments_checked_by_name(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        DilatedGatedConv1d(**{"channels": 4, **kw})
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(channels=0), ValueError, "channels"), (dict(dilations=(1, 0)), ValueError, "dilation"),
+    (dict(dilations=()), ValueError, "dilations"), (dict(dilations=(1, 2.0)), TypeError, "dilation"),
+])
+def test_stack_arguments_checked_by_name(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        DGCNN(**{"channels": 4, **kw})
+
+
+def test_mask_values_other_than_01_refused():
+    with pytest.raises(ValueError, match="mask"):
+        DGCNN(4)(torch.zeros(1, 3, 4), torch.tensor([[1.0, 0.5, 0.0]]))

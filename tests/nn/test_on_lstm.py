@@ -115,3 +115,41 @@ def test_gradcheck_three_step_unroll():
     model = ONLSTM(2, 4, levels=2).double()
     x = torch.randn(1, 3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: model(t)[0], (x,))
+
+
+def test_zero_length_sequence_is_refused_like_torch_lstm():
+    """Issue 8: T = 0 ended in `stack expects a non-empty TensorList`.  torch.nn.LSTM refuses T = 0 too
+    ("Expected sequence length to be larger than 0"), so ON-LSTM matches it with an error naming the input."""
+    with pytest.raises(RuntimeError):
+        torch.nn.LSTM(4, 8, batch_first=True)(torch.zeros(2, 0, 4))
+    for batch_first, x in ((True, torch.zeros(2, 0, 4)), (False, torch.zeros(0, 2, 4))):
+        with pytest.raises(ValueError, match="x .*time step"):
+            ONLSTM(4, 8, levels=2, batch_first=batch_first)(x)
+
+
+def test_empty_batch_gives_empty_outputs_like_torch_lstm():
+    ref_out, (ref_h, _) = torch.nn.LSTM(4, 8, num_layers=2, batch_first=True)(torch.zeros(0, 3, 4))
+    out, (h, c), info = ONLSTM(4, 8, num_layers=2, levels=2)(torch.zeros(0, 3, 4))
+    assert out.shape == ref_out.shape == (0, 3, 8) and h.shape == c.shape == ref_h.shape == (2, 0, 8)
+    assert info["distance"].shape == (2, 0, 3)
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(input_size=0), ValueError, "input_size"), (dict(hidden_size=0), ValueError, "hidden_size"),
+    (dict(input_size=4.0), TypeError, "input_size"), (dict(num_layers=0), ValueError, "num_layers"),
+    (dict(num_layers=1.5), TypeError, "num_layers"), (dict(levels=0), ValueError, "levels"),
+    (dict(levels=16), ValueError, "levels"), (dict(levels=None, chunk_size=0), ValueError, "chunk_size"),
+    (dict(levels=3), ValueError, "levels"), (dict(dropconnect=float("nan")), ValueError, "dropconnect"),
+    (dict(batch_first="yes"), TypeError, "batch_first"),
+])
+def test_constructor_sizes_checked_by_name(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        ONLSTM(**{"input_size": 4, "hidden_size": 8, "levels": 2, **kw})
+
+
+def test_input_width_and_state_shape_checked():
+    layer = ONLSTM(4, 8, levels=2)
+    with pytest.raises(ValueError, match="x"):
+        layer(torch.zeros(2, 3, 5))
+    with pytest.raises(ValueError, match="state"):
+        layer(torch.zeros(2, 3, 4), (torch.zeros(1, 3, 8), torch.zeros(1, 3, 8)))

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_float, check_int
+
 __all__ = ["DilatedGatedConv1d", "DGCNNBlock", "DGCNN"]
 
 
@@ -20,13 +22,14 @@ class DilatedGatedConv1d(nn.Module):
     def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 3,
                  dilation: int = 1, gate_dropout: float | None = 0.1, residual: bool = True):
         super().__init__()
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        channels = check_int("channels", channels, 1)
+        out_channels = channels if out_channels is None else check_int("out_channels", out_channels, 1)
+        if check_int("kernel_size", kernel_size, 1) % 2 == 0:
             raise ValueError(f"kernel_size must be an odd int >= 1 (symmetric 'same' padding), got {kernel_size!r}")
-        if not isinstance(dilation, int) or dilation < 1:
-            raise ValueError(f"dilation must be an int >= 1, got {dilation!r}")
-        if gate_dropout is not None and not 0.0 <= gate_dropout < 1.0:
-            raise ValueError(f"gate_dropout must be None or in [0, 1), got {gate_dropout!r}")
-        out_channels = out_channels or channels
+        dilation = check_int("dilation", dilation, 1)
+        if gate_dropout is not None:
+            gate_dropout = check_float("gate_dropout", gate_dropout, 0.0, 1.0, high_open=True)
+        residual = check_bool("residual", residual)
         self.channels, self.out_channels = channels, out_channels
         self.kernel_size, self.dilation, self.residual = kernel_size, dilation, residual
         self.conv = nn.Conv1d(channels, 2 * out_channels, kernel_size, dilation=dilation, padding="same")
@@ -40,8 +43,12 @@ class DilatedGatedConv1d(nn.Module):
         if mask is not None:
             if mask.shape != (B, n):
                 raise ValueError(f"mask must be [B, n] = {(B, n)}, got {tuple(mask.shape)}")
+            if mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
+                raise ValueError("mask must hold only 0/1 (True = real token), got other values")
             m = mask[..., None].to(x.dtype)                                  # [B, n, 1]
             x = x * m
+        if n == 0:                                                           # conv1d refuses an empty length
+            return x.new_zeros(B, 0, self.out_channels) + x.sum()
         conv, gate = self.conv(x.transpose(1, 2)).transpose(1, 2).chunk(2, -1)   # [B, n, C_out] each
         s = torch.sigmoid(self.gate_dropout(gate))
         if self.residual:
@@ -67,6 +74,7 @@ class DGCNN(nn.Module):
         super().__init__()
         if len(dilations) == 0:
             raise ValueError("dilations must hold at least one dilation, got an empty sequence")
+        channels = check_int("channels", channels, 1)
         self.blocks = nn.ModuleList(DilatedGatedConv1d(channels, kernel_size=kernel_size, dilation=d,
                                                        gate_dropout=gate_dropout, residual=residual)
                                     for d in dilations)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
+
 __all__ = ["cumax", "ONLSTMCell", "ONLSTM", "syntactic_distance", "build_tree", "tree_to_spans", "unlabeled_f1"]
 
 
@@ -32,16 +34,18 @@ class ONLSTMCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, levels: int | None = None, chunk_size: int | None = None,
                  dropconnect: float = 0.0, master_input: str = "mirror", bias: bool = True):
         super().__init__()
+        input_size, hidden_size = check_int("input_size", input_size, 1), check_int("hidden_size", hidden_size, 1)
+        levels = None if levels is None else check_int("levels", levels, 1)
+        chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size, 1)
+        bias = check_bool("bias", bias)
         if levels is None:
             levels = hidden_size // (chunk_size or 1)
         chunk_size = chunk_size or hidden_size // max(levels, 1)
         if levels < 1 or levels * chunk_size != hidden_size:
             raise ValueError(f"levels * chunk_size must equal hidden_size={hidden_size}, got levels={levels}, "
                              f"chunk_size={chunk_size}")
-        if master_input not in ("mirror", "paper"):
-            raise ValueError(f"master_input must be 'mirror' or 'paper', got {master_input!r}")
-        if not 0.0 <= dropconnect < 1.0:
-            raise ValueError(f"dropconnect must be in [0, 1), got {dropconnect!r}")
+        check_choice("master_input", master_input, ("mirror", "paper"))
+        dropconnect = check_float("dropconnect", dropconnect, 0.0, 1.0, high_open=True)
         self.input_size, self.hidden_size, self.levels, self.chunk_size = input_size, hidden_size, levels, chunk_size
         self.dropconnect, self.master_input = dropconnect, master_input
         rows = 4 * hidden_size + 2 * levels
@@ -90,16 +94,29 @@ class ONLSTM(nn.Module):
                  chunk_size: int | None = None, dropconnect: float = 0.0, batch_first: bool = True,
                  return_gates: bool = False, master_input: str = "mirror"):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        num_layers = check_int("num_layers", num_layers, 1)
+        batch_first, return_gates = check_bool("batch_first", batch_first), check_bool("return_gates", return_gates)
         self.cells = nn.ModuleList(
             ONLSTMCell(input_size if l == 0 else hidden_size, hidden_size, levels, chunk_size, dropconnect,
                        master_input) for l in range(num_layers))
         self.batch_first, self.return_gates = batch_first, return_gates
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
+        """x [B, T, input] (batch_first) or [T, B, input]; state (h, c) [num_layers, B, hidden] or None.
+        T = 0 is refused, as torch.nn.LSTM does; B = 0 gives empty outputs."""
+        first = self.cells[0]
+        if x.dim() != 3 or x.shape[-1] != first.input_size:
+            raise ValueError(f"x must be [B, T, input_size={first.input_size}] (batch_first={self.batch_first}), "
+                             f"got shape {tuple(x.shape)}")
         if not self.batch_first:
             x = x.transpose(0, 1)
+        if x.shape[1] == 0:
+            raise ValueError(f"x must have at least one time step (T >= 1, as torch.nn.LSTM), got shape "
+                             f"{tuple(x.shape if self.batch_first else x.transpose(0, 1).shape)}")
+        expected = (len(self.cells), x.shape[0], first.hidden_size)
+        if state is not None and (len(state) != 2 or any(tuple(s.shape) != expected for s in state)):
+            raise ValueError(f"state must be (h, c), each [num_layers, B, hidden] = {expected}, got "
+                             f"{[tuple(s.shape) for s in state]}")
         hs, cs, dist, gates = [], [], [], []
         for l, cell in enumerate(self.cells):
             st = None if state is None else (state[0][l], state[1][l])
