@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.norm import ConditionalLayerNorm
+from .._validate import check_int
 from ..ops import masked_max
+from .inputs import ValueChecks, check_ids, check_mask
 
 __all__ = ["CrossDirectionAttention", "BidirectionalDecoderSeq2Seq", "Seq2SeqOutput", "EncoderState"]
 
@@ -98,6 +100,7 @@ class BidirectionalDecoderSeq2Seq(nn.Module):
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         if not isinstance(hidden, int) or hidden < 2 or hidden % 2:
             raise ValueError(f"hidden must be an even int >= 2 (two LSTM directions), got {hidden!r}")
+        check_int("pad_id", pad_id, 0, vocab_size - 1)
         self.vocab_size, self.pad_id, self.interaction = vocab_size, pad_id, interaction
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         self.enc_norms = nn.ModuleList([nn.LayerNorm(emb_dim if i == 0 else hidden) for i in range(enc_layers)])
@@ -118,8 +121,12 @@ class BidirectionalDecoderSeq2Seq(nn.Module):
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> EncoderState:
         """src [B, S] -> EncoderState (BiLSTM states, padding mask, max-pooled condition, copy prior)."""
-        if src.dim() != 2 or src.shape[1] == 0:
-            raise ValueError(f"src must be token ids [B, S] with S >= 1, got shape {tuple(src.shape)}")
+        checks = ValueChecks()
+        B, S = self._check_ids("src", src, checks)
+        if src_mask is not None:
+            check_mask("src_mask", src_mask, ((B, S),), src.device)
+            checks.binary("src_mask", src_mask)
+        checks.run()
         mask = (src != self.pad_id) if src_mask is None else src_mask.bool()
         x = self.embedding(src)                                                           # [B, S, E]
         for norm, lstm in zip(self.enc_norms, self.enc_lstms):
@@ -132,8 +139,19 @@ class BidirectionalDecoderSeq2Seq(nn.Module):
             prior = self.prior_scale.exp() * bow + self.prior_shift
         return EncoderState(x, mask, cond, prior)
 
+    def _check_ids(self, name: str, ids: Tensor, checks: ValueChecks, shape: tuple[int, int] | None = None):
+        B, n = check_ids(name, ids, shape)
+        checks.in_range(name, ids, 0, self.vocab_size, "the vocabulary")
+        return B, n
+
     def decode(self, enc: EncoderState, l2r_ids: Tensor, r2l_ids: Tensor) -> tuple[Tensor, Tensor]:
         """Decoder inputs [B, T] (both directions, step-aligned) -> next-token logits [B, T, V] each."""
+        checks = ValueChecks()
+        B, T = self._check_ids("l2r_ids", l2r_ids, checks)
+        self._check_ids("r2l_ids", r2l_ids, checks, (B, T))
+        if enc.hidden.shape[0] != B:
+            raise ValueError(f"l2r_ids has batch size {B} but the encoder state has {enc.hidden.shape[0]}")
+        checks.run()
         masks = [l2r_ids != self.pad_id, r2l_ids != self.pad_id]
         hs = [dec(self.embedding(ids), enc.cond) for dec, ids in zip(self.decoders, (l2r_ids, r2l_ids))]
         logits = []
@@ -152,14 +170,24 @@ class BidirectionalDecoderSeq2Seq(nn.Module):
     def forward(self, src: Tensor, tgt_l2r: Tensor, tgt_r2l: Tensor, src_mask: Tensor | None = None,
                 tgt_mask: Tensor | None = None) -> Seq2SeqOutput:
         """Teacher forcing on full targets [B, T]: logits for steps 1..T-1 and the mean of both masked CEs."""
-        if tgt_l2r.shape != tgt_r2l.shape or tgt_l2r.dim() != 2 or tgt_l2r.shape[1] < 2:
-            raise ValueError(f"tgt_l2r and tgt_r2l must share a shape [B, T>=2], got {tuple(tgt_l2r.shape)} "
-                             f"and {tuple(tgt_r2l.shape)}")
+        checks = ValueChecks()
+        B, T = self._check_ids("tgt_l2r", tgt_l2r, checks)
+        self._check_ids("tgt_r2l", tgt_r2l, checks, (B, T))
+        if T < 2:
+            raise ValueError(f"tgt_l2r and tgt_r2l must have shape [B, T >= 2] ([BOS] and one target), "
+                             f"got {tuple(tgt_l2r.shape)}")
+        if isinstance(src, Tensor) and src.dim() == 2 and src.shape[0] != B:
+            raise ValueError(f"tgt_l2r has batch size {B} but src has {src.shape[0]}; expected the same B")
+        if tgt_mask is not None:
+            check_mask("tgt_mask", tgt_mask, ((B, T),), tgt_l2r.device)
+            checks.binary("tgt_mask", tgt_mask)
+        checks.run()
         mask = (tgt_l2r != self.pad_id) if tgt_mask is None else tgt_mask.bool()
         enc = self.encode(src, src_mask)
         l2r, r2l = self.decode(enc, tgt_l2r[:, :-1], tgt_r2l[:, :-1])
         m = mask[:, 1:]
-        ce = lambda lg, y: F.cross_entropy(lg[m], y[:, 1:][m])
+        count = m.sum().clamp_min(1)                # all-padding targets: a zero loss, not 0 / 0 = NaN
+        ce = lambda lg, y: F.cross_entropy(lg[m], y[:, 1:][m], reduction="sum") / count   # noqa: E731
         return Seq2SeqOutput(l2r, r2l, (ce(l2r, tgt_l2r) + ce(r2l, tgt_r2l)) / 2)
 
     @torch.no_grad()
