@@ -147,3 +147,43 @@ def test_retrieval_chunked_equals_full():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("kind", ["softmax", "am", "aam", "a_simple"])
+def test_zero_norm_features_and_class_vectors_give_finite_logits_and_grads(kind):
+    """A zero feature vector (or a zero class row) has cosine 0 with everything, never 0/0 = NaN; the loss
+    and its gradients stay finite."""
+    clf = CosineClassifier(4, 3)
+    with torch.no_grad():
+        clf.weight[1] = 0.0
+    z = torch.zeros(2, 4, requires_grad=True)
+    cos = clf(z)
+    assert torch.equal(cos, torch.zeros(2, 3))
+    loss = MarginSoftmaxLoss(kind)(cos, torch.tensor([0, 1]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all() and torch.isfinite(clf.weight.grad).all()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_empty_batch_loss_is_zero_not_nan(reduction):
+    cos = torch.zeros(0, 3, requires_grad=True)
+    loss = MarginSoftmaxLoss(reduction=reduction)(cos, torch.zeros(0, dtype=torch.long))
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: MarginSoftmaxLoss(scale=float("nan")), ValueError, "scale"),
+    (lambda: MarginSoftmaxLoss(scale=float("inf")), ValueError, "scale"),
+    (lambda: MarginSoftmaxLoss(margin=float("inf")), ValueError, "margin"),
+    (lambda: MarginSoftmaxLoss(margin=float("nan")), ValueError, "margin"),
+    (lambda: MarginSoftmaxLoss(easy_margin="no"), TypeError, "easy_margin"),
+    (lambda: AMSoftmaxLoss(scale=0.0), ValueError, "scale"),
+    (lambda: CosineClassifier(4.0, 3), TypeError, "in_features"),
+    (lambda: CosineClassifier(4, 0), ValueError, "num_classes"),
+    (lambda: margin_logits(torch.zeros(2, 3), torch.tensor([0, 1]), scale=float("nan")), ValueError, "scale"),
+    (lambda: margin_logits(torch.zeros(2, 3), torch.tensor([0, 1]), margin=float("inf")), ValueError, "margin"),
+    (lambda: margin_logits(torch.zeros(2, 3), torch.tensor([0.0, 1.0])), TypeError, "target"),
+])
+def test_arguments_checked_by_name(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()

@@ -215,3 +215,56 @@ def test_pmi_matrix_closed_form():
 def test_bad_input_raises(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_zero_noise_probability_for_a_data_point_is_a_clear_error():
+    """NCE needs noise that covers the data: log U(x) = -inf for a data point made s = +inf, a loss term of
+    exactly 0 and no gradient for that point (it silently learned nothing); -inf for a noise sample gave an inf loss."""
+    s, sn = torch.zeros(2), torch.zeros(2, 3)
+    lu_data, lu_noise = torch.tensor([-1.0, -math.inf]), torch.full((2, 3), -1.0)
+    with pytest.raises(ValueError, match="log_noise_data"):
+        nce_loss(s, sn, lu_data, lu_noise)
+    with pytest.raises(ValueError, match="log_noise_noise"):
+        nce_loss(s, sn, torch.full((2,), -1.0), torch.full((2, 3), -math.inf))
+    with pytest.raises(ValueError, match="log_noise_data"):
+        nce_loss(s, sn, torch.tensor([-1.0, math.nan]), lu_noise)
+    sampler = UnigramSampler(torch.tensor([0.0, 3.0, 1.0]))
+    with pytest.raises(ValueError, match="probability 0"):
+        NCELoss(sampler, k=2)(lambda x: torch.zeros(x.shape[0]), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_empty_batches_give_zero_losses(reduction):
+    loss = nce_loss(torch.zeros(0, requires_grad=True), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3),
+                    reduction=reduction)
+    assert loss.item() == 0.0 and loss.requires_grad
+    ns = negative_sampling_loss(torch.zeros(0, 4, requires_grad=True), torch.zeros(0, 4), torch.zeros(0, 2, 4),
+                                reduction=reduction)
+    assert ns.item() == 0.0
+    assert NCELoss(GaussianNoise(), k=3)(lambda x: -x * x, torch.zeros(0)).item() == 0.0
+    sg = SkipGramNS(5, 3, k=2)
+    assert sg(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)).item() == 0.0
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: NCELoss(GaussianNoise(), k=2.5), TypeError, "k"),
+    (lambda: NCELoss(GaussianNoise(), k=0), ValueError, "k"),
+    (lambda: NCELoss(GaussianNoise(), init_log_z=float("nan")), ValueError, "init_log_z"),
+    (lambda: GaussianNoise(std=float("nan")), ValueError, "std"),
+    (lambda: GaussianNoise(std=1.0, mean=float("inf")), ValueError, "mean"),
+    (lambda: GaussianNoise(dim=0), ValueError, "dim"),
+    (lambda: UnigramSampler(torch.tensor([1.0, math.nan])), ValueError, "counts"),
+    (lambda: UnigramSampler(torch.tensor([1.0, math.inf])), ValueError, "counts"),
+    (lambda: UnigramSampler(torch.tensor([1.0, 2.0]), power=float("nan")), ValueError, "power"),
+    (lambda: SkipGramNS(5.0, 3), TypeError, "vocab_size"),
+    (lambda: SkipGramNS(5, 0), ValueError, "dim"),
+    (lambda: negative_sampling_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 1, 3), reduction="max"),
+     ValueError, "reduction"),
+    (lambda: pmi_matrix(torch.zeros(3, 3)), ValueError, "cooccurrence"),
+    (lambda: pmi_matrix(torch.ones(3, 3), shift_k=0), ValueError, "shift_k"),
+    (lambda: nce_loss(torch.zeros(2), torch.zeros(2, 3), correct_noise=False, log_z=float("nan")), ValueError,
+     "log_z"),
+])
+def test_arguments_checked_by_name(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()

@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
+from kexue.nn._reduce import mean_or_zero
+
 __all__ = [
     "CosineClassifier", "margin_logits", "MarginSoftmaxLoss", "AMSoftmaxLoss", "ArcFaceLoss", "retrieval_topk_accuracy",
 ]
@@ -26,9 +29,7 @@ class CosineClassifier(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int):
         super().__init__()
-        if in_features < 1 or num_classes < 1:
-            raise ValueError(f"CosineClassifier: in_features and num_classes must be >= 1, got "
-                             f"{in_features}, {num_classes}")
+        in_features, num_classes = check_int("in_features", in_features, 1), check_int("num_classes", num_classes, 1)
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))  # [C, D], torch Linear layout
         nn.init.xavier_uniform_(self.weight)
 
@@ -47,8 +48,10 @@ def margin_logits(cos: Tensor, target: Tensor, kind: str = "am", scale: float = 
     author's surrogate for SphereFace, not its monotone psi);  softmax: unchanged.  For aam past theta + m
     > pi, cos(theta + m) stops decreasing; like insightface we then use cos - m sin(m) (easy_margin:
     keep cos wherever cos <= 0).  Half inputs are computed in float32; acos is clamped to [-1 + eps, 1 - eps]."""
-    if kind not in _KINDS:
-        raise ValueError(f"margin_logits: kind must be one of {_KINDS}, got {kind!r}")
+    check_choice("kind", kind, _KINDS)
+    scale, margin = check_float("scale", scale), check_float("margin", margin)
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"margin_logits: target must hold integer class ids, got dtype {target.dtype}")
     if cos.dim() != 2 or target.shape != cos.shape[:1]:
         raise ValueError(f"margin_logits: expected cos [B, C] and target [B], got {tuple(cos.shape)}, {tuple(target.shape)}")
     if target.numel() and (target.min() < 0 or target.max() >= cos.shape[1]):
@@ -79,19 +82,18 @@ class MarginSoftmaxLoss(nn.Module):
     def __init__(self, kind: str = "am", scale: float = 30.0, margin: float = 0.35, easy_margin: bool = False,
                  reduction: str = "mean"):
         super().__init__()
-        if kind not in _KINDS:
-            raise ValueError(f"MarginSoftmaxLoss: kind must be one of {_KINDS}, got {kind!r}")
-        if scale <= 0:
-            raise ValueError(f"MarginSoftmaxLoss: scale must be > 0, got {scale}")
-        if margin < 0:
-            raise ValueError(f"MarginSoftmaxLoss: margin must be >= 0, got {margin}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"MarginSoftmaxLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_choice("kind", kind, _KINDS)
+        scale = check_float("scale", scale, 0.0, low_open=True)
+        margin = check_float("margin", margin, 0.0)
+        easy_margin = check_bool("easy_margin", easy_margin)
+        check_choice("reduction", reduction, ("mean", "sum", "none"))
         self.kind, self.scale, self.margin = kind, float(scale), float(margin)
         self.easy_margin, self.reduction = easy_margin, reduction
 
     def forward(self, cos: Tensor, target: Tensor) -> Tensor:
         logits = margin_logits(cos, target, self.kind, self.scale, self.margin, self.easy_margin)
+        if self.reduction == "mean":  # an empty batch: 0, not NaN
+            return mean_or_zero(F.cross_entropy(logits, target, reduction="none"))
         return F.cross_entropy(logits, target, reduction=self.reduction)
 
     def extra_repr(self) -> str:

@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_choice, check_float, check_int
+from kexue.nn._reduce import mean_or_zero
+
 __all__ = [
     "nce_loss", "NCELoss", "NoiseDistribution", "UnigramSampler", "GaussianNoise",
     "negative_sampling_loss", "SkipGramNS", "pmi_matrix",
@@ -27,7 +30,8 @@ def nce_loss(score_data: Tensor, score_noise: Tensor, log_noise_data: Tensor | N
     """-log sigma(s(x_data)) - sum_{k noise} log sigma(-s(x_noise)), s = G - log_z [- log(k U)]
     (https://kexue.fm/archives/5617).  score_data [N]; score_noise [N, k] (or [N*k], reshaped); the
     log_noise_* tensors (log U) share those shapes and are required when correct_noise.  log_z: scalar or
-    [N] (a per-context head).  reduction "mean" averages over the N data samples."""
+    [N] (a per-context head).  reduction "mean" averages over the N data samples (0 for N = 0).  The noise
+    must cover the data: a log U of -inf or NaN is an error (that point would be classified trivially)."""
     if score_data.dim() != 1:
         raise ValueError(f"nce_loss: score_data must be [N], got {tuple(score_data.shape)}")
     N = score_data.shape[0]
@@ -42,17 +46,24 @@ def nce_loss(score_data: Tensor, score_noise: Tensor, log_noise_data: Tensor | N
     k = score_noise.shape[1] if k is None else k
     if k != score_noise.shape[1] or k < 1:
         raise ValueError(f"nce_loss: k={k} does not match score_noise's {score_noise.shape[1]} columns")
+    if not isinstance(log_z, Tensor):
+        log_z = check_float("log_z", log_z)
     log_z = torch.as_tensor(log_z, dtype=score_data.dtype, device=score_data.device)
     lz_noise = log_z[:, None] if log_z.dim() == 1 else log_z
     s_data, s_noise = score_data - log_z, score_noise - lz_noise  # [N], [N, k]
     if correct_noise:
         if log_noise_data is None or log_noise_noise is None:
             raise ValueError("nce_loss: correct_noise=True needs log_noise_data and log_noise_noise (log U)")
+        for name, lu in (("log_noise_data", log_noise_data), ("log_noise_noise", log_noise_noise)):
+            if not torch.isfinite(lu).all():
+                raise ValueError(f"nce_loss: {name} (log U) must be finite, got {lu[~torch.isfinite(lu)][0].item()}: "
+                                 "the noise gives probability 0 to a sample, NCE needs noise that covers the data "
+                                 "(smooth the noise counts)")
         s_data = s_data - (log_noise_data.to(s_data.dtype) + math.log(k))
         s_noise = s_noise - (log_noise_noise.to(s_noise.dtype) + math.log(k))
     loss = -F.logsigmoid(s_data) - F.logsigmoid(-s_noise).sum(1)  # [N]
     if reduction == "mean":
-        return loss.mean()
+        return mean_or_zero(loss)
     if reduction == "sum":
         return loss.sum()
     if reduction == "none":
@@ -73,9 +84,9 @@ class GaussianNoise:
     """Isotropic N(mean, std^2 I) noise over [..., dim] (dim=None: scalar samples) for continuous toys."""
 
     def __init__(self, std: float = 1.0, mean: float = 0.0, dim: int | None = None):
-        if std <= 0:
-            raise ValueError(f"GaussianNoise: std must be > 0, got {std}")
-        self.std, self.mean, self.dim = float(std), float(mean), dim
+        std, mean = check_float("std", std, 0.0, low_open=True), check_float("mean", mean)
+        dim = None if dim is None else check_int("dim", dim, 1)
+        self.std, self.mean, self.dim = std, mean, dim
 
     def sample(self, shape, generator: torch.Generator | None = None) -> Tensor:
         shape = tuple(shape) + (() if self.dim is None else (self.dim,))
@@ -92,9 +103,10 @@ class UnigramSampler:
 
     def __init__(self, counts: Tensor, power: float = 0.75, remove_accidental_hits: bool = False):
         counts = torch.as_tensor(counts, dtype=torch.float64)
-        if counts.dim() != 1 or (counts < 0).any() or counts.sum() <= 0:
-            raise ValueError(f"UnigramSampler: counts must be a 1-D non-negative tensor with a positive sum, got "
-                             f"shape {tuple(counts.shape)}")
+        if counts.dim() != 1 or not torch.isfinite(counts).all() or (counts < 0).any() or counts.sum() <= 0:
+            raise ValueError(f"UnigramSampler: counts must be a 1-D finite non-negative tensor with a positive sum, "
+                             f"got shape {tuple(counts.shape)}")
+        power = check_float("power", power, 0.0)
         p = counts**power
         self.probs = p / p.sum()  # [V] float64
         self.log_probs = self.probs.log()
@@ -103,6 +115,8 @@ class UnigramSampler:
     def sample(self, shape, generator: torch.Generator | None = None) -> Tensor:
         shape = tuple(shape)
         n = math.prod(shape)
+        if n == 0:  # torch.multinomial refuses to draw no sample
+            return torch.zeros(shape, dtype=torch.long)
         return torch.multinomial(self.probs, n, replacement=True, generator=generator).reshape(shape)
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -124,10 +138,9 @@ class NCELoss(nn.Module):
         super().__init__()
         if not isinstance(noise, NoiseDistribution):
             raise TypeError(f"NCELoss: noise must have sample() and log_prob(), got {type(noise).__name__}")
-        if k < 1:
-            raise ValueError(f"NCELoss: k must be >= 1, got {k}")
+        k = check_int("k", k, 1)
         self.noise, self.k, self.correct_noise = noise, k, correct_noise
-        log_z = torch.tensor(float(init_log_z))
+        log_z = torch.tensor(check_float("init_log_z", init_log_z))
         if learn_log_z:
             self.log_z = nn.Parameter(log_z)
         else:
@@ -142,6 +155,9 @@ class NCELoss(nn.Module):
         lu_data = lu_noise = None
         if self.correct_noise:
             lu_data, lu_noise = self.noise.log_prob(data), self.noise.log_prob(noise)
+            if not torch.isfinite(lu_data).all():
+                raise ValueError("NCELoss: the noise distribution gives probability 0 to a data sample "
+                                 "(log_noise_data = -inf); NCE needs noise that covers the data (smooth the counts)")
         return nce_loss(s_data, s_noise, lu_data, lu_noise, self.log_z, self.k, self.correct_noise)
 
 
@@ -159,7 +175,8 @@ def negative_sampling_loss(center: Tensor, pos_ctx: Tensor, neg_ctx: Tensor, neg
     if neg_mask is not None:
         neg_term = neg_term * neg_mask
     loss = -F.logsigmoid(pos) - neg_term.sum(1)
-    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+    check_choice("reduction", reduction, ("mean", "sum", "none"))
+    return {"mean": lambda: mean_or_zero(loss), "sum": loss.sum, "none": lambda: loss}[reduction]()
 
 
 class SkipGramNS(nn.Module):
@@ -168,8 +185,7 @@ class SkipGramNS(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, k: int = 5, sampler: UnigramSampler | None = None):
         super().__init__()
-        if vocab_size < 1 or dim < 1 or k < 1:
-            raise ValueError(f"SkipGramNS: vocab_size, dim, k must be >= 1, got {vocab_size}, {dim}, {k}")
+        vocab_size, dim, k = check_int("vocab_size", vocab_size, 1), check_int("dim", dim, 1), check_int("k", k, 1)
         self.k = k
         self.sampler = sampler or UnigramSampler(torch.ones(vocab_size), power=1.0)
         self.inp = nn.Embedding(vocab_size, dim)
@@ -192,8 +208,12 @@ def pmi_matrix(cooccurrence: Tensor, shift_k: int | None = None, smoothing_power
     given (SGNS's fixed point, Levy & Goldberg 2014).  p_alpha: context counts ** smoothing_power.
     Zero counts give -inf."""
     c = torch.as_tensor(cooccurrence, dtype=torch.float64)
-    if c.dim() != 2 or (c < 0).any():
-        raise ValueError(f"pmi_matrix: cooccurrence must be a non-negative 2-D matrix, got shape {tuple(c.shape)}")
+    if c.dim() != 2 or not torch.isfinite(c).all() or (c < 0).any() or c.sum() <= 0:
+        raise ValueError(f"pmi_matrix: cooccurrence must be a finite non-negative 2-D matrix with a positive sum, "
+                         f"got shape {tuple(c.shape)}")
+    if shift_k is not None:
+        shift_k = check_int("shift_k", shift_k, 1)
+    smoothing_power = check_float("smoothing_power", smoothing_power, 0.0)
     p = c / c.sum()
     pi = p.sum(1, keepdim=True)
     pj = p.sum(0, keepdim=True) ** smoothing_power
