@@ -130,3 +130,54 @@ def test_embedding_and_layer_access(model):
         via_embeds = model(inputs_embeds=model.embeddings.word(ids)).last_hidden_state
     assert (x - full).abs().max() <= 1e-6
     assert (via_embeds - full).abs().max() <= 1e-6
+
+
+# ---- issue 8: more bad inputs of the same kind ----------------------------------------------------------------
+@pytest.mark.parametrize("kw,error,match", [
+    (dict(num_heads=0), ValueError, r"num_heads must be an int >= 1, got 0"),
+    (dict(num_heads=-2), ValueError, r"num_heads must be an int >= 1, got -2"),
+    (dict(num_heads=2.0), TypeError, r"num_heads must be an int"),
+    (dict(num_heads=3), ValueError, r"embed_dim=16 is not divisible by num_heads=3"),
+    (dict(dropout=1.5), ValueError, r"dropout must be a finite number in \[0.0, 1.0\)"),
+    (dict(head_dim=0), ValueError, r"head_dim must be an int >= 1, got 0"),
+])
+def test_attention_constructor_arguments(kw, error, match):
+    with pytest.raises(error, match=match):
+        MultiHeadAttention(**{"embed_dim": 16, "num_heads": 2, **kw})
+
+
+def test_attention_input_widths():
+    attn = MultiHeadAttention(16, 2, kv_dim=8).eval()
+    with pytest.raises(ValueError, match=r"x must have shape \[B, n, 16\], got \(2, 3, 8\)"):
+        attn(torch.randn(2, 3, 8), context=torch.randn(2, 4, 8))
+    with pytest.raises(ValueError, match=r"context must have shape \[B, m, 8\] with B = 2, got \(2, 4, 16\)"):
+        attn(torch.randn(2, 3, 16), context=torch.randn(2, 4, 16))
+    with pytest.raises(ValueError, match=r"context must have shape \[B, m, 8\] with B = 2, got \(1, 4, 8\)"):
+        attn(torch.randn(2, 3, 16), context=torch.randn(1, 4, 8))
+
+
+def test_t5_cache_from_another_source_is_refused(tmp_path):
+    from .hf_factories import hf_model, save
+    model = kexue.build_transformer_model(save(hf_model("t5"), tmp_path)).eval()
+    cache = model.make_cache(1, 4)
+    with torch.no_grad():
+        model.decode(torch.tensor([[0]]), model.encode(torch.tensor([[5, 6, 7]])), cache=cache)
+        with pytest.raises(ValueError, match=r"cache holds the cross-attention keys of an encoder output of length 3"):
+            model.decode(torch.tensor([[4]]), model.encode(torch.tensor([[5, 6, 7, 8, 9]])), cache=cache)
+
+
+def test_cache_reorder_index():
+    cache = kexue.build_transformer_model(config=CFG, application="lm").make_cache(2, 4)
+    with pytest.raises(ValueError, match=r"index must be a 1-D integer tensor of length batch_size=2, got"):
+        cache.reorder(torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"index must be a 1-D integer tensor of length batch_size=2, got"):
+        cache.reorder(torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"index must hold rows in \[0, 2\), got \[0, 2\]"):
+        cache.reorder(torch.tensor([0, 2]))
+
+
+def test_embed_checks_its_inputs(model):
+    with pytest.raises(ValueError, match=r"input_ids contain ids in \[0, 50\], outside the vocabulary"):
+        model.embed(torch.tensor([[0, 50]]))
+    with pytest.raises(ValueError, match=r"position_ids contain ids in \[0, 16\], outside the position table"):
+        model.embed(torch.tensor([[0, 1]]), position_ids=torch.tensor([[0, 16]]))

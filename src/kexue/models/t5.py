@@ -160,6 +160,7 @@ class T5(nn.Module):
                output_hidden_states: bool = False) -> Tensor | tuple[Tensor, tuple[Tensor, ...]]:
         """input_ids [B, n] -> encoder output [B, n, C] (and every layer's state when asked).
         attention_mask [B, n] (bool or 0/1); without one the pad id is masked (`default_attention_mask`)."""
+        check_bool("output_hidden_states", output_hidden_states)
         checks = ValueChecks()
         B, n = self._check_ids("input_ids", input_ids, checks)
         self._check_mask("attention_mask", attention_mask, (B, n), input_ids.device, checks)
@@ -206,6 +207,11 @@ class T5(nn.Module):
                              num_heads=self.config.num_heads, head_dim=self.config.head_dim,
                              dtype=compute_dtype(self.shared.weight, device), device=device)
             cache.check_room(t)
+            cross = cache.cross[0]
+            if cross is not None and cross[0].shape[2] != S:
+                raise ValueError(f"cache holds the cross-attention keys of an encoder output of length "
+                                 f"{cross[0].shape[2]}, but encoder_hidden_states has length {S}; use a fresh "
+                                 "cache (cache.reset()) for a new source")
         check_bool("output_hidden_states", output_hidden_states)
         checks.run()
         past = cache.length if cache is not None else 0

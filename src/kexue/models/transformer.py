@@ -222,6 +222,7 @@ class Transformer(nn.Module):
     def embed(self, input_ids: Tensor | None = None, segment_ids: Tensor | None = None,
               position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> Tensor:
         """The embedding output [B, n, C] (integrated gradients and adversarial training hook here)."""
+        self.check_inputs(input_ids, segment_ids, None, inputs_embeds, 0, position_ids, embedding_only=True)
         ref = input_ids if input_ids is not None else inputs_embeds
         if position_ids is None:
             position_ids = self.default_positions(input_ids, ref.shape[1], 0, ref.device)
@@ -259,9 +260,10 @@ class Transformer(nn.Module):
 
     def check_inputs(self, input_ids: Tensor | None, segment_ids: Tensor | None, attention_mask: Tensor | None,
                      inputs_embeds: Tensor | None, past: int = 0, position_ids: Tensor | None = None,
-                     cache: KVCache | None = None, attention_bias: Tensor | None = None) -> tuple[int, int]:
+                     cache: KVCache | None = None, attention_bias: Tensor | None = None,
+                     embedding_only: bool = False) -> tuple[int, int]:
         """Every input argument against the model, before anything is computed -> (B, n). Errors name the
-        argument, the bad value and what was expected."""
+        argument, the bad value and what was expected (`embedding_only`: for `embed`, no attention mask)."""
         c = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -300,7 +302,7 @@ class Transformer(nn.Module):
             else:
                 raise ValueError("segment_ids were given but this model has no segment embedding "
                                  f"(type_vocab_size={c.type_vocab_size}); leave segment_ids unset")
-        elif self.application == "unilm":
+        elif self.application == "unilm" and not embedding_only:
             raise ValueError("application='unilm' needs segment_ids (0 = source, 1 = target)")
         if attention_mask is not None:
             check_mask("attention_mask", attention_mask, ((B, n), (B, n, past + n)), device)

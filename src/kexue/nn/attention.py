@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validate import check_float, check_int
 from .kv_cache import KVCache
 
 __all__ = ["MultiHeadAttention", "mask_to_bias"]
@@ -45,6 +46,13 @@ class MultiHeadAttention(nn.Module):
                  bias: bool = True, out_bias: bool | None = None, scale: float | None = None,
                  dropout: float = 0.0, rotary: nn.Module | None = None, rotary_value: bool = False):
         super().__init__()
+        check_int("embed_dim", embed_dim, low=1)
+        check_int("num_heads", num_heads, low=1)
+        if head_dim is not None:
+            check_int("head_dim", head_dim, low=1)
+        if kv_dim is not None:
+            check_int("kv_dim", kv_dim, low=1)
+        check_float("dropout", dropout, 0.0, 1.0, high_open=True)
         if head_dim is None:
             if embed_dim % num_heads:
                 raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; pass head_dim")
@@ -52,6 +60,7 @@ class MultiHeadAttention(nn.Module):
         kv_dim = embed_dim if kv_dim is None else kv_dim
         inner = num_heads * head_dim
         self.num_heads, self.head_dim = num_heads, head_dim
+        self.embed_dim, self.kv_dim = embed_dim, kv_dim
         self.scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
         self.dropout = dropout
         self.q = nn.Linear(embed_dim, inner, bias=bias)
@@ -74,7 +83,11 @@ class MultiHeadAttention(nn.Module):
         """x [B, n, embed_dim]; context [B, m, kv_dim] for cross-attention; attn_bias broadcastable to
         [B, H, n, m]; empty_rows [B, 1, n, 1] bool; positions [B, n] or [n] for rotary.
         Returns (out [B, n, embed_dim], weights [B, H, n, m] or None)."""
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x must have shape [B, n, {self.embed_dim}], got {tuple(x.shape)}")
         B, n, _ = x.shape
+        if context is not None and (context.dim() != 3 or context.shape[0] != B or context.shape[-1] != self.kv_dim):
+            raise ValueError(f"context must have shape [B, m, {self.kv_dim}] with B = {B}, got {tuple(context.shape)}")
         q = self._heads(self.q(x))                                           # [B, H, n, D]
         if context is None:
             k, v = self._heads(self.k(x)), self._heads(self.v(x))            # [B, H, n, D]

@@ -81,6 +81,13 @@ class KVCache:
 
     def reorder(self, index: Tensor) -> None:
         """Gather rows along the batch axis in place (beam search): row b becomes old row index[b]."""
+        if not isinstance(index, Tensor) or index.dim() != 1 or index.shape[0] != self.batch_size \
+                or index.is_floating_point() or index.dtype == torch.bool:
+            got = f"{index.dtype} {tuple(index.shape)}" if isinstance(index, Tensor) else type(index).__name__
+            raise ValueError(f"index must be a 1-D integer tensor of length batch_size={self.batch_size}, got {got}")
+        lo, hi = index.aminmax()
+        if int(lo) < 0 or int(hi) >= self.batch_size:
+            raise ValueError(f"index must hold rows in [0, {self.batch_size}), got [{int(lo)}, {int(hi)}]")
         if torch.equal(index, torch.arange(self.batch_size, device=index.device)):
             return                                                     # beams kept their rows: nothing to move
         L = self.length
