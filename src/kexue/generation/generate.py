@@ -183,6 +183,14 @@ def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attent
     length_penalty = check_length_penalty(length_penalty, max_new_tokens)
     repetition_penalty = check_float("repetition_penalty", repetition_penalty, 0.0, low_open=True)
     banned_ids = check_token_ids("banned_ids", banned_ids, V)
+    min_ends = check_int("min_ends", min_ends, 1)
+    if seed is not None:
+        check_int("seed", seed)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    for name, fn in (("allowed_next", allowed_next), ("callback", callback)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a callable or None, got {fn!r} ({type(fn).__name__})")
     if end_id == -1:
         end_id = check_token_id("end_id (the config's eos_token_id)", getattr(cfg, "eos_token_id", None), V)
     else:
