@@ -181,3 +181,11 @@ def test_embed_checks_its_inputs(model):
         model.embed(torch.tensor([[0, 50]]))
     with pytest.raises(ValueError, match=r"position_ids contain ids in \[0, 16\], outside the position table"):
         model.embed(torch.tensor([[0, 1]]), position_ids=torch.tensor([[0, 16]]))
+
+
+@pytest.mark.parametrize("cfg", [CFG, dict(model_type="t5", vocab_size=20, d_model=16, d_kv=8, d_ff=24, num_layers=1,
+                                            num_heads=2)])
+@pytest.mark.parametrize("flag", ["with_pool", "with_mlm"])
+def test_head_flags_must_be_bools(cfg, flag):
+    with pytest.raises(TypeError, match=rf"{flag} must be a bool, got 'no'"):
+        kexue.build_transformer_model(config=cfg, **{flag: "no"})

@@ -10,6 +10,7 @@ import re
 import torch
 from torch import Tensor
 
+from .._validate import check_bool
 from .bert import wb
 from .config import TransformerConfig
 from .loading import KeyMap
@@ -104,6 +105,7 @@ class _DecoderOnly(Transformer):
 
     def __init__(self, config: TransformerConfig, application: str = "lm", with_pool: bool = False,
                  with_mlm: bool = True):
+        check_bool("with_mlm", with_mlm)                      # the LM head is always on
         super().__init__(config, application=application, with_pool=with_pool, with_mlm=True)
 
     @staticmethod

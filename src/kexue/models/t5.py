@@ -100,6 +100,8 @@ class T5(nn.Module):
     def __init__(self, config: TransformerConfig, application: str | None = None, with_pool: bool = False,
                  with_mlm: bool = False):
         super().__init__()
+        check_bool("with_pool", with_pool)
+        check_bool("with_mlm", with_mlm)
         if application not in (None, "seq2seq"):
             raise ValueError(f"application={application!r} is not supported by T5; it is an encoder-decoder "
                              "(leave application unset)")

@@ -173,6 +173,8 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig, application: str = "encoder", with_pool: bool = False,
                  with_mlm: bool = False):
         super().__init__()
+        check_bool("with_pool", with_pool)
+        check_bool("with_mlm", with_mlm)
         if application not in APPLICATIONS:
             raise ValueError(f"application={application!r} is not supported; expected one of {APPLICATIONS}")
         self.config, self.application = config, application
