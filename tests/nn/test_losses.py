@@ -155,3 +155,47 @@ def test_masked_cross_entropy_matches_ignore_index():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+EMPTY_MEAN_LOSSES = {
+    "kl_std_normal": lambda: kl_std_normal(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, 3), reduction="mean"),
+    "kl_diag_normals": lambda: kl_diag_normals(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, 3),
+                                               torch.zeros(0, 3), reduction="mean"),
+    "focal_loss": lambda: focal_loss(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, dtype=torch.long)),
+    "binary_focal_loss": lambda: binary_focal_loss(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, 3)),
+    "multilabel": lambda: multilabel_categorical_crossentropy(torch.zeros(0, 3, requires_grad=True),
+                                                              torch.zeros(0, 3)),
+    "VAELoss": lambda: VAELoss()(torch.zeros(0, 3), torch.zeros(0, 3, requires_grad=True), torch.zeros(0, 2),
+                                 torch.zeros(0, 2))["loss"],
+    "VAELoss-mse": lambda: VAELoss("mse")(torch.zeros(0, 3), torch.zeros(0, 3, requires_grad=True),
+                                          torch.zeros(0, 2), torch.zeros(0, 2))["loss"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_MEAN_LOSSES))
+def test_mean_over_an_empty_batch_is_zero_not_nan(name):
+    """Issue 8 (the kind of the CRF's NaN): a mean over no sample is 0 with a graph, never NaN."""
+    loss = EMPTY_MEAN_LOSSES[name]()
+    assert loss.shape == () and loss.item() == 0.0 and loss.requires_grad
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: VAELoss(beta=float("nan")), ValueError, "beta"),
+    (lambda: VAELoss(beta=float("inf")), ValueError, "beta"),
+    (lambda: focal_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), gamma=float("nan")), ValueError, "gamma"),
+    (lambda: focal_loss(torch.zeros(2, 3), torch.tensor([0, 3])), ValueError, "target"),
+    (lambda: focal_loss(torch.zeros(2, 3), torch.tensor([0.0, 1.0])), TypeError, "target"),
+    (lambda: focal_loss(torch.zeros(2, 3), torch.tensor([0, 1]), alpha=torch.ones(2)), ValueError, "alpha"),
+    (lambda: binary_focal_loss(torch.zeros(2), torch.zeros(2), gamma=float("nan")), ValueError, "gamma"),
+    (lambda: binary_focal_loss(torch.zeros(2), torch.zeros(2), alpha=float("nan")), ValueError, "alpha"),
+    (lambda: binary_focal_loss(torch.zeros(2), torch.zeros(2), alpha=1.5), ValueError, "alpha"),
+    (lambda: ClassPrior(3.0, 2), TypeError, "num_classes"),
+    (lambda: ClassPrior(3, 0), ValueError, "latent_dim"),
+    (lambda: masked_cross_entropy(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long),
+                                  label_smoothing=float("nan")), ValueError, "label_smoothing"),
+    (lambda: masked_cross_entropy(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long),
+                                  mask=torch.tensor([[1.0, 0.5]])), ValueError, "mask"),
+])
+def test_arguments_checked_by_name(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()

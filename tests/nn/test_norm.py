@@ -56,3 +56,25 @@ def test_bad_shapes_raise():
         ScaleShift(4)(torch.randn(2, 5))
     with pytest.raises(ValueError, match="hidden"):
         ConditionalLayerNorm(0, 3)
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(eps=-1.0), ValueError, "eps"), (dict(eps=float("nan")), ValueError, "eps"), (dict(eps=0.0), ValueError, "eps"),
+    (dict(hidden_units=0), ValueError, "hidden_units"), (dict(hidden_units=-1), ValueError, "hidden_units"),
+    (dict(hidden_units=2.0), TypeError, "hidden_units"), (dict(hidden=4.0), TypeError, "hidden"),
+    (dict(cond_dim=True), TypeError, "cond_dim"),
+])
+def test_conditional_ln_arguments_checked_by_name(kw, exc, name):
+    """Issue 8 kind: eps=-1 gave NaN outputs (as layer_norm_eps=-1 in the configs); hidden_units=-1 a
+    negative-dimension error."""
+    with pytest.raises(exc, match=name):
+        ConditionalLayerNorm(**{"hidden": 4, "cond_dim": 3, **kw})
+
+
+def test_empty_batch_and_sequence():
+    cln = ConditionalLayerNorm(4, 3)
+    assert cln(torch.zeros(0, 5, 4), torch.zeros(0, 3)).shape == (0, 5, 4)
+    assert cln(torch.zeros(2, 0, 4), torch.zeros(2, 3)).shape == (2, 0, 4)
+    assert ScaleShift(4)(torch.zeros(0, 4)).shape == (0, 4)
+    with pytest.raises(TypeError, match="features"):
+        ScaleShift(4.0)

@@ -51,3 +51,34 @@ def test_empty_row_pools_to_zero_and_bad_mask_raises():
     assert (MaskedMaxPool1d()(x, empty) == 0).all()
     with pytest.raises(ValueError, match="mask"):
         AttentionPooling1d(2)(x, torch.ones(1, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("pool", [AttentionPooling1d(4), MaskedMaxPool1d(), MaskedAvgPool1d()])
+def test_empty_sequences_and_all_padding_pool_to_zeros(pool):
+    """"A row with no real token pools to zeros": n = 0 used to be NaN (avg) or an IndexError (max)."""
+    for x, mask in ((torch.randn(2, 0, 4), None), (torch.randn(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool)),
+                    (torch.randn(2, 3, 4), torch.zeros(2, 3, dtype=torch.bool))):
+        x.requires_grad_(True)
+        out = pool(x, mask)
+        assert torch.equal(out, torch.zeros(2, 4))
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all()
+    assert pool(torch.randn(0, 3, 4), torch.zeros(0, 3, dtype=torch.bool)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("pool", [AttentionPooling1d(4), MaskedMaxPool1d(), MaskedAvgPool1d()])
+def test_mask_values_other_than_01_refused(pool):
+    with pytest.raises(ValueError, match="mask"):
+        pool(torch.randn(1, 2, 4), torch.tensor([[1.0, 0.5]]))
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: MaskedAvgPool1d(eps=0.0), ValueError, "eps"), (lambda: MaskedAvgPool1d(eps=-1.0), ValueError, "eps"),
+    (lambda: MaskedAvgPool1d(eps=float("nan")), ValueError, "eps"),
+    (lambda: AttentionPooling1d(4, inner=0), ValueError, "inner"),
+    (lambda: AttentionPooling1d(4, inner=-1), ValueError, "inner"),
+    (lambda: AttentionPooling1d(4.0), TypeError, "hidden"),
+])
+def test_arguments_checked_by_name(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()

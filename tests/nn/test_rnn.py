@@ -161,3 +161,25 @@ def test_adam_recipe_decreases_the_loss_and_bad_args_raise():
 def test_article_adam_recipe_10k_epochs():
     out = fit_ode(ParametricODE(competition, INIT), VALUES[0], TIMES, VALUES, 1.0, 50, lr=1e-4, epochs=10_000)
     assert out["loss"] <= 100
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: ODEStepper(lambda x, t: x, h=float("inf")), ValueError, "h"),
+    (lambda: ODEStepper(lambda x, t: x, h=float("nan")), ValueError, "h"),
+    (lambda: ODEStepper(lambda x, t: x, h=0.1, deriv_clip=float("nan")), ValueError, "deriv_clip"),
+    (lambda: ODEStepper(lambda x, t: x, h=0.1)(torch.zeros(1, 2), 2.5), TypeError, "steps"),
+    (lambda: ODEStepper(lambda x, t: x, h=0.1)(torch.zeros(1, 2), 0), ValueError, "steps"),
+    (lambda: SimpleRNNCell(3, 0), ValueError, "hidden_size"),
+    (lambda: SimpleRNNCell(3.0, 2), TypeError, "input_size"),
+    (lambda: masked_mse(torch.zeros(3, 2), torch.zeros(3, 2), torch.ones(3, dtype=torch.bool), "max"),
+     ValueError, "reduction"),
+])
+def test_arguments_checked_by_name(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()
+
+
+def test_masked_birnn_empty_batch_like_the_rnn_itself():
+    rnn = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+    out, (h, c) = MaskedBiRNN(rnn)(torch.zeros(0, 2, 3), torch.zeros(0, 2, dtype=torch.bool))
+    assert out.shape == (0, 2, 8) and h.shape == (2, 0, 4)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_bool, check_float, check_int
+
 __all__ = ["FeedForward", "activation"]
 
 
@@ -38,6 +40,11 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int, act: Callable[[Tensor], Tensor], bias: bool = True,
                  gated: bool = False, dropout: float = 0.0):
         super().__init__()
+        dim, hidden = check_int("dim", dim, 1), check_int("hidden", hidden, 1)
+        gated, bias = check_bool("gated", gated), check_bool("bias", bias)
+        dropout = check_float("dropout", dropout, 0.0, 1.0, high_open=True)
+        if not callable(act):
+            raise TypeError(f"act must be a callable (see activation(name)), got {act!r}")
         self.up = nn.Linear(dim, hidden, bias=bias)
         self.gate = nn.Linear(dim, hidden, bias=bias) if gated else None
         self.down = nn.Linear(hidden, dim, bias=bias)

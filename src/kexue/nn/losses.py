@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_choice, check_float, check_int
+from kexue.nn._reduce import mean_or_zero
 from kexue.nn.reparam import LOGVAR_RANGE
 
 __all__ = [
@@ -28,7 +30,7 @@ def _reduce(x: Tensor, reduction: str, fn: str) -> Tensor:
     if reduction == "sum":
         return x.sum()
     if reduction == "mean":
-        return x.mean()
+        return mean_or_zero(x)  # an empty batch: 0 with a graph, not NaN
     if reduction == "none":
         return x
     raise ValueError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -61,8 +63,7 @@ class ClassPrior(nn.Module):
 
     def __init__(self, num_classes: int, latent_dim: int):
         super().__init__()
-        if num_classes < 1 or latent_dim < 1:
-            raise ValueError(f"ClassPrior: num_classes and latent_dim must be >= 1, got {num_classes}, {latent_dim}")
+        num_classes, latent_dim = check_int("num_classes", num_classes, 1), check_int("latent_dim", latent_dim, 1)
         self.means = nn.Embedding(num_classes, latent_dim)  # row y = W onehot(y)
         nn.init.zeros_(self.means.weight)
 
@@ -92,16 +93,15 @@ class VAELoss(nn.Module):
             raise ValueError(f"VAELoss: recon must be 'bce', 'mse' or 'gaussian', got {recon!r}")
         if reduction not in ("mean_over_batch", "sum", "none"):
             raise ValueError(f"VAELoss: reduction must be 'mean_over_batch', 'sum' or 'none', got {reduction!r}")
-        if beta < 0:
-            raise ValueError(f"VAELoss: beta must be >= 0, got {beta}")
-        self.recon, self.beta, self.reduction = recon, float(beta), reduction
+        beta = check_float("beta", beta, 0.0)
+        self.recon, self.beta, self.reduction = recon, beta, reduction
 
     def forward(self, x: Tensor, x_recon_or_logits: Tensor, mu: Tensor, logvar: Tensor,
                 prior_mu: Tensor | None = None) -> dict[str, Tensor]:
         if x.shape != x_recon_or_logits.shape:
             raise ValueError(f"VAELoss: x {tuple(x.shape)} and reconstruction {tuple(x_recon_or_logits.shape)} differ")
         if self.recon == "bce":
-            if x.min() < 0 or x.max() > 1:
+            if x.numel() and (x.min() < 0 or x.max() > 1):
                 raise ValueError(f"VAELoss(recon='bce'): targets must lie in [0, 1], got range "
                                  f"[{x.min().item()}, {x.max().item()}]")
             rec = F.binary_cross_entropy_with_logits(x_recon_or_logits, x, reduction="none")
@@ -114,7 +114,7 @@ class VAELoss(nn.Module):
             kl = kl_std_normal(mu, logvar, reduction="none")
         else:
             kl = kl_diag_normals(mu, logvar, prior_mu, reduction="none")
-        kl = kl.reshape(rec.shape[0], -1).sum(1)  # [B] (latent grids are summed too)
+        kl = kl.reshape(rec.shape[0], kl[0].numel() if kl.shape[0] else 0).sum(1)  # [B] (latent grids are summed too)
         loss = rec + self.beta * kl
         red = {"mean_over_batch": "mean", "sum": "sum", "none": "none"}[self.reduction]
         return {k: _reduce(v, red, "VAELoss") for k, v in (("loss", loss), ("recon", rec), ("kl", kl))}
@@ -125,11 +125,18 @@ def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor
     """Softmax focal loss -alpha_y (1 - p_y)^gamma log p_y (https://kexue.fm/archives/4733): a soft
     version of dropping well-classified samples; gamma = 0 gives cross-entropy.
     logits [N, C], target [N] class ids, alpha optional per-class weights [C]."""
-    if gamma < 0:
-        raise ValueError(f"focal_loss: gamma must be >= 0, got {gamma}")
+    gamma = check_float("gamma", gamma, 0.0)
     if logits.dim() != 2 or target.shape != logits.shape[:1]:
         raise ValueError(f"focal_loss: expected logits [N, C] and target [N], got {tuple(logits.shape)} "
                          f"and {tuple(target.shape)}")
+    C = logits.shape[1]
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"focal_loss: target must hold integer class ids, got dtype {target.dtype}")
+    if target.numel() and (target.min() < 0 or target.max() >= C):
+        raise ValueError(f"focal_loss: target ids must be in [0, {C}), got range [{int(target.min())}, "
+                         f"{int(target.max())}]")
+    if alpha is not None and tuple(alpha.shape) != (C,):
+        raise ValueError(f"focal_loss: alpha must be per-class weights of shape ({C},), got {tuple(alpha.shape)}")
     logp = logits.float().log_softmax(-1).gather(-1, target[:, None]).squeeze(-1)  # [N]
     loss = -(1 - logp.exp()).pow(gamma) * logp
     if alpha is not None:
@@ -141,8 +148,7 @@ def binary_focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha:
                       reduction: str = "mean") -> Tensor:
     """Sigmoid focal loss (https://kexue.fm/archives/4733), torchvision's convention: alpha < 0 means no
     class weighting, else alpha weights positives and 1 - alpha negatives.  Same shapes for both inputs."""
-    if gamma < 0:
-        raise ValueError(f"binary_focal_loss: gamma must be >= 0, got {gamma}")
+    gamma, alpha = check_float("gamma", gamma, 0.0), check_float("alpha", alpha, high=1.0)  # alpha < 0: off
     target = target.to(logits.dtype)
     p = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -183,6 +189,9 @@ def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor | None = N
     if mask is not None and mask.shape != target.shape:
         raise ValueError(f"masked_cross_entropy: mask {tuple(mask.shape)} must match target {tuple(target.shape)}")
     V = logits.shape[-1]
+    label_smoothing = check_float("label_smoothing", label_smoothing, 0.0, 1.0)
+    if mask is not None and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
+        raise ValueError("masked_cross_entropy: mask must hold only 0/1 (True = real token), got other values")
     m = torch.ones_like(target, dtype=torch.bool) if mask is None else mask.bool()
     safe_target = target.masked_fill(~m, 0)  # padded ids may be anything (e.g. -1)
     if ((safe_target < 0) | (safe_target >= V)).any():

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue._validate import check_float, check_int
+
 __all__ = ["ConditionalLayerNorm", "ScaleShift"]
 
 
@@ -25,9 +27,9 @@ class ConditionalLayerNorm(nn.Module):
                  hidden_activation: Callable[[Tensor], Tensor] | None = None, eps: float = 1e-12,
                  center: bool = True, scale: bool = True, zero_init: bool = True):
         super().__init__()
-        for name, val in (("hidden", hidden), ("cond_dim", cond_dim)):
-            if not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {val!r}")
+        hidden, cond_dim = check_int("hidden", hidden, 1), check_int("cond_dim", cond_dim, 1)
+        hidden_units = None if hidden_units is None else check_int("hidden_units", hidden_units, 1)
+        eps = check_float("eps", eps, 0.0, low_open=True)  # eps <= 0: NaN on a constant row
         if not (center or scale):
             raise ValueError("at least one of center, scale must be True, got center=False, scale=False")
         self.hidden, self.cond_dim, self.eps = hidden, cond_dim, eps
@@ -66,8 +68,7 @@ class ScaleShift(nn.Module):
 
     def __init__(self, features: int):
         super().__init__()
-        if not isinstance(features, int) or features < 1:
-            raise ValueError(f"features must be an int >= 1, got {features!r}")
+        features = check_int("features", features, 1)
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.shift = nn.Parameter(torch.zeros(features))
 

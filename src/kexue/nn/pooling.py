@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from kexue._validate import check_float, check_int
 from kexue.ops import masked_max, masked_mean, masked_softmax
 
 __all__ = ["AttentionPooling1d", "MaskedMaxPool1d", "MaskedAvgPool1d"]
@@ -19,6 +20,8 @@ def _check(x: Tensor, mask: Tensor | None) -> None:
         raise ValueError(f"x must be [B, n, C], got shape {tuple(x.shape)}")
     if mask is not None and mask.shape != x.shape[:2]:
         raise ValueError(f"mask must be [B, n] = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+    if mask is not None and mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
+        raise ValueError("mask must hold only 0/1 (True = real token), got other values")
 
 
 class AttentionPooling1d(nn.Module):
@@ -26,8 +29,8 @@ class AttentionPooling1d(nn.Module):
 
     def __init__(self, hidden: int, inner: int | None = None):
         super().__init__()
-        if not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
+        hidden = check_int("hidden", hidden, 1)
+        inner = None if inner is None else check_int("inner", inner, 1)
         self.proj = nn.Linear(hidden, inner or hidden, bias=False)
         self.score = nn.Linear(inner or hidden, 1, bias=False)
 
@@ -44,6 +47,8 @@ class MaskedMaxPool1d(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         _check(x, mask)
+        if x.shape[1] == 0:                                                  # no token at all: zeros [B, C]
+            return x.sum(1)
         return masked_max(x, mask, dim=1)
 
 
@@ -52,8 +57,10 @@ class MaskedAvgPool1d(nn.Module):
 
     def __init__(self, eps: float = 1e-6):
         super().__init__()
-        self.eps = eps
+        self.eps = check_float("eps", eps, 0.0, low_open=True)  # eps <= 0: 0 / 0 on an all-padding row
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         _check(x, mask)
+        if x.shape[1] == 0:                                                  # no token at all: zeros [B, C]
+            return x.sum(1)
         return masked_mean(x, mask, dim=1, eps=self.eps)

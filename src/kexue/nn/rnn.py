@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from kexue._validate import check_choice, check_float, check_int
+
 __all__ = ["unroll", "SimpleRNNCell", "MaskedBiRNN", "ODEStepper", "ParametricODE", "observations_to_grid",
            "masked_mse", "fit_ode"]
 
@@ -45,6 +47,7 @@ class SimpleRNNCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
+        input_size, hidden_size = check_int("input_size", input_size, 1), check_int("hidden_size", hidden_size, 1)
         self.w_in = nn.Linear(input_size, hidden_size)
         self.w_rec = nn.Linear(hidden_size, hidden_size, bias=False)
 
@@ -72,6 +75,8 @@ class MaskedBiRNN(nn.Module):
                              f"{tuple(mask.shape)}")
         if (lengths == 0).any():
             raise ValueError(f"every sequence needs at least one real token, got lengths {lengths.tolist()}")
+        if B == 0:                                                           # nothing to pack: the RNN's own empty output
+            return self.rnn(x)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=n)
@@ -87,10 +92,10 @@ class ODEStepper(nn.Module):
     def __init__(self, func: Callable[[Tensor, float], Tensor], h: float, method: str = "euler",
                  deriv_clip: float | None = None):
         super().__init__()
-        if method not in self.METHODS:
-            raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
-        if not h > 0:
-            raise ValueError(f"h must be > 0, got {h!r}")
+        check_choice("method", method, self.METHODS)
+        h = check_float("h", h, 0.0, low_open=True)
+        if deriv_clip is not None:
+            deriv_clip = check_float("deriv_clip", deriv_clip, 0.0, low_open=True)
         self.func, self.h, self.method, self.deriv_clip = func, h, method, deriv_clip
 
     def _f(self, x: Tensor, t: float) -> Tensor:
@@ -110,8 +115,7 @@ class ODEStepper(nn.Module):
         return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
     def forward(self, x0: Tensor, steps: int, t0: float = 0.0) -> Tensor:
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        steps = check_int("steps", steps, 1)
 
         def cell(_, states):                                                  # the "input" sequence is empty
             x, n = states
