@@ -14,6 +14,7 @@ from torch import nn
 
 from kexue.optim.base import reset_state
 
+from .._validate import check_bool, check_choice, check_float, check_int
 from .callbacks import Callback
 from .checkpoint import atomic_save
 
@@ -30,6 +31,14 @@ class RestartPolicy:
     diverge: float | None = None
     lr: float = 1e-4
 
+    def __post_init__(self) -> None:
+        check_int("patience", self.patience, low=1)
+        if self.every is not None:
+            check_int("every", self.every, low=1)
+        if self.diverge is not None:
+            check_float("diverge", self.diverge, low=0.0)
+        check_float("lr", self.lr, low=0.0, low_open=True)
+
 
 class EvaluateAndSaveBest(Callback):
     """At each epoch end: score = evaluate_fn(model) (a float or a dict holding `monitor`); when it
@@ -38,10 +47,17 @@ class EvaluateAndSaveBest(Callback):
     def __init__(self, evaluate_fn: Callable[[nn.Module], float | dict], monitor: str = "score",
                  mode: str = "max", path: str | os.PathLike | None = "best.pt", use_ema: bool = True,
                  restore_best_at_end: bool = True, restart: RestartPolicy | None = None) -> None:
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        check_choice("mode", mode, ("max", "min"))
         if not callable(evaluate_fn):
             raise TypeError(f"evaluate_fn must be callable, got {type(evaluate_fn).__name__}")
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a str, got {monitor!r} ({type(monitor).__name__})")
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str, os.PathLike or None, got {type(path).__name__}")
+        check_bool("use_ema", use_ema)
+        check_bool("restore_best_at_end", restore_best_at_end)
+        if restart is not None and not isinstance(restart, RestartPolicy):
+            raise TypeError(f"restart must be a RestartPolicy or None, got {type(restart).__name__}")
         self.evaluate_fn, self.monitor, self.mode = evaluate_fn, monitor, mode
         self.path = None if path is None else os.fspath(path)
         self.use_ema, self.restore_best_at_end, self.restart = use_ema, restore_best_at_end, restart

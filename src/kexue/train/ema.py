@@ -3,6 +3,7 @@ weights swapped in, then restore (https://kexue.fm/archives/5765; bert4keras EMA
 """
 from __future__ import annotations
 
+from .._validate import check_bool, check_choice, check_float
 from .callbacks import Callback
 
 __all__ = ["EMA"]
@@ -17,10 +18,10 @@ class EMA(Callback):
 
     def __init__(self, decay: float = 0.999, init: str = "zeros", bias_correction: bool = True,
                  include_buffers: bool = True) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-        if init not in ("zeros", "copy"):
-            raise ValueError(f"init must be 'zeros' or 'copy', got {init!r}")
+        check_float("decay", decay, low=0.0, high=1.0, high_open=True)
+        check_choice("init", init, ("zeros", "copy"))
+        check_bool("bias_correction", bias_correction)
+        check_bool("include_buffers", include_buffers)
         self.decay, self.init, self.bias_correction = decay, init, bias_correction
         self.include_buffers, self.ema = include_buffers, None
 

@@ -8,6 +8,7 @@ from functools import partial
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from .._validate import check_bool, check_float, check_int
 from ..ops import piecewise_linear
 from .callbacks import Callback
 
@@ -22,12 +23,8 @@ class PiecewiseLinearSchedule(Callback):
     """
 
     def __init__(self, schedule: dict[int, float], from_zero: bool = True) -> None:
-        if not isinstance(schedule, dict) or not schedule:
-            raise ValueError(f"schedule must be a non-empty {{step: factor}} dict, got {schedule!r}")
-        for k, v in schedule.items():
-            if int(k) < 0 or not float(v) >= 0:
-                raise ValueError(f"schedule entries must be step >= 0: factor >= 0, got {k!r}: {v!r}")
-        self.schedule, self.from_zero = dict(schedule), from_zero
+        _check_schedule("schedule", schedule, "step", low=0.0)
+        self.schedule, self.from_zero = dict(schedule), check_bool("from_zero", from_zero)
         self.scheduler: LambdaLR | None = None
 
     def set_trainer(self, trainer) -> None:
@@ -43,10 +40,22 @@ class PiecewiseLinearSchedule(Callback):
         self.scheduler = trainer.scheduler = LambdaLR(trainer.optimizer, fn)
 
 
+def _check_schedule(name: str, schedule, unit: str, low: float | None = None) -> None:
+    """A non-empty {int >= 0: finite number (>= low)} dict, or an error naming `name` and the bad entry."""
+    if not isinstance(schedule, dict) or not schedule:
+        raise ValueError(f"{name} must be a non-empty {{{unit}: value}} dict, got {schedule!r}")
+    for k, v in schedule.items():
+        check_int(f"{name} key {k!r}", k, low=0)
+        check_float(f"{name}[{k!r}]", v, low=low)
+
+
 def linear_warmup_decay(optimizer: Optimizer, warmup_steps: int, total_steps: int,
                         final_ratio: float = 0.0) -> LambdaLR:
     """Linear warmup from 0 to the base LR over `warmup_steps`, then linear decay to `final_ratio` x base LR at
     `total_steps` (constant after): the piecewise-linear schedule {warmup: 1, total: final_ratio}."""
+    check_int("warmup_steps", warmup_steps, low=0)
+    check_int("total_steps", total_steps, low=1)
+    check_float("final_ratio", final_ratio)
     if not 0 <= warmup_steps < total_steps:
         raise ValueError(f"need 0 <= warmup_steps < total_steps, got "
                          f"warmup_steps={warmup_steps}, total_steps={total_steps}")
@@ -64,8 +73,7 @@ class ScalarSchedule:
     def __init__(self, schedule: dict[int, float], unit: str = "step") -> None:
         if unit not in ("step", "epoch"):
             raise ValueError(f"unit must be 'step' or 'epoch', got {unit!r}")
-        if not isinstance(schedule, dict) or not schedule:
-            raise ValueError(f"schedule must be a non-empty {{{unit}: value}} dict, got {schedule!r}")
+        _check_schedule("schedule", schedule, unit)
         self.schedule, self.unit = dict(schedule), unit
 
     def value(self, step_or_epoch: int) -> float:

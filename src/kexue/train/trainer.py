@@ -46,6 +46,25 @@ __all__ = ["Trainer"]
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def _check_device(device) -> torch.device:
+    """`device` as a torch.device that exists on this machine, or a ValueError naming it."""
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f"device must be a str, int or torch.device, got {device!r} ({type(device).__name__})")
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, ValueError, AssertionError) as e:
+        raise ValueError(f"device={device!r} is not usable here: {e}") from None
+    return dev
+
+
+def _batch_size_of(name: str, batch) -> int:
+    try:
+        return batch_size_of(batch)
+    except ValueError as e:
+        raise ValueError(f"{name} yielded a bad batch: {e}") from None
+
+
 class Trainer:
     """fit(train_data, epochs, valid_data, callbacks) / evaluate / predict, Keras style.
 
@@ -81,7 +100,7 @@ class Trainer:
         if device is None:
             p = next(model.parameters(), None)
             device = self.dist.device or (p.device if p is not None else torch.device("cpu"))
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         self.module = model.to(self.device)
         self.model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
                                              else None) if self.dist.enabled else model
@@ -147,6 +166,7 @@ class Trainer:
 
     def train_step(self, batch) -> tuple[int, dict]:
         """One micro-batch: forward, regularizer hooks, backward. -> (batch size, {name: value})."""
+        _batch_size_of("train_data", batch)
         batch = self.callbacks.on_train_batch_data(to_device(batch, self.device))
         with self.autocast():
             loss, outputs, targets = self.compute_loss(batch)
@@ -179,6 +199,14 @@ class Trainer:
         check_int("verbose", int(verbose) if isinstance(verbose, bool) else verbose, low=0)
         if isinstance(callbacks, Callback) or (callbacks is not None and not isinstance(callbacks, Iterable)):
             raise TypeError(f"callbacks must be a list of Callback, got {type(callbacks).__name__}")
+        for name, data in (("train_data", train_data), ("valid_data", valid_data)):
+            if (data is not None or name == "train_data") and (isinstance(data, (str, bytes, Mapping))
+                                                               or not hasattr(data, "__iter__")
+                                                               and not isinstance(data, Dataset)):
+                raise TypeError(f"{name} must be a Dataset, DataLoader, DataGenerator or iterable of batches, got "
+                                f"{type(data).__name__}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable or None, got {type(collate_fn).__name__}")
         cbs = list(callbacks or [])
         path = self._resume_path(resume_from, cbs)
         if self.terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
@@ -390,6 +418,7 @@ class Trainer:
         self.callbacks.on_test_begin()
         for i, batch in enumerate(self._eval_iter(data, batch_size, collate_fn)):
             self.callbacks.on_test_batch_begin(i)
+            _batch_size_of("valid_data" if self._in_fit else "data", batch)
             batch = to_device(batch, self.device)
             with self.autocast():
                 loss, outputs, targets = self.compute_loss(batch, self.module, require_loss=False)
