@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _torch_spectral_norm
 
+from kexue._validate import check_bool, check_choice, check_float, check_int
+from kexue.nn._reduce import mean_or_zero
+
 __all__ = [
     "spectral_norm_estimate", "conv_operator_norm", "SpectralNormRegularizer", "apply_spectral_norm",
     "lipschitz_upper_bound", "empirical_lipschitz", "gradient_penalty", "wgan_critic_loss",
@@ -39,8 +42,7 @@ def spectral_norm_estimate(weight: Tensor, iters: int = 5, u: Tensor | None = No
     (https://kexue.fm/archives/6051).  u [out] warm-starts it (default: all ones, as the author's code);
     sigma is differentiable in W with u, v held fixed (d sigma / dW = u v^T).  Few iterations from a cold
     start underestimate sigma.  Returns sigma, or (sigma, u, v) with return_uv."""
-    if iters < 1:
-        raise ValueError(f"spectral_norm_estimate: iters must be >= 1, got {iters}")
+    iters = check_int("iters", iters, 1)
     W = _as_matrix(weight, layout)  # [out, in]
     with torch.no_grad():
         u = torch.ones(W.shape[0], dtype=W.dtype, device=W.device) if u is None else u.to(W.dtype)
@@ -100,8 +102,9 @@ class SpectralNormRegularizer(nn.Module):
     def __init__(self, modules_or_params, coef: float = 1e-2, iters: int = 1, persistent: bool = True,
                  layout: str = "torch"):
         super().__init__()
-        if coef < 0 or iters < 1:
-            raise ValueError(f"SpectralNormRegularizer: need coef >= 0 and iters >= 1, got {coef}, {iters}")
+        coef, iters = check_float("coef", coef, 0.0), check_int("iters", iters, 1)
+        check_choice("layout", layout, ("torch", "keras"))
+        persistent = check_bool("persistent", persistent)
         self._weights = _collect_weights(modules_or_params)  # plain list: not re-registered as parameters
         self.coef, self.iters, self.persistent, self.layout = float(coef), iters, persistent, layout
         for i, w in enumerate(self._weights):
@@ -157,6 +160,10 @@ def empirical_lipschitz(fn: Callable[[Tensor], Tensor], x: Tensor, n_pairs: int 
                         generator: torch.Generator | None = None) -> Tensor:
     """max |f(x1) - f(x2)| / |x1 - x2| over n_pairs pairs: x1 drawn from the rows of x [N, ...],
     x2 = x1 + radius * random unit direction.  A lower bound on the true Lipschitz constant."""
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"empirical_lipschitz: x must hold at least one row to draw from, got shape {tuple(x.shape)}")
+    n_pairs = check_int("n_pairs", n_pairs, 1)
+    radius = check_float("radius", radius, 0.0, low_open=True)
     idx = torch.randint(0, x.shape[0], (n_pairs,), generator=generator)
     x1 = x[idx]
     d = torch.randn(x1.shape, generator=generator, dtype=x.dtype)
@@ -174,6 +181,7 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     (double backprop).  Do not put BatchNorm in the critic: per-sample gradients then mix the batch."""
     if real.shape != fake.shape:
         raise ValueError(f"gradient_penalty: real {tuple(real.shape)} and fake {tuple(fake.shape)} differ")
+    lam, target = check_float("lam", lam, 0.0), check_float("target", target)
     if interpolation == "uniform":
         eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, dtype=real.dtype,
                          device=real.device)  # [B, 1, ...]: one eps per example
@@ -188,14 +196,14 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     gap = grad.flatten(1).norm(dim=1) - target  # [B]
     if one_sided:
         gap = gap.clamp_min(0)
-    return lam * gap.square().mean()
+    return lam * mean_or_zero(gap.square())  # an empty batch: 0, not NaN
 
 
 def wgan_critic_loss(critic_real: Tensor, critic_fake: Tensor) -> Tensor:
     """mean f(fake) - mean f(real); its negative estimates W_1 for a 1-Lipschitz critic."""
-    return critic_fake.mean() - critic_real.mean()
+    return mean_or_zero(critic_fake) - mean_or_zero(critic_real)
 
 
 def wgan_generator_loss(critic_fake: Tensor) -> Tensor:
     """-mean f(G(z))."""
-    return -critic_fake.mean()
+    return -mean_or_zero(critic_fake)

@@ -12,12 +12,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import default_collate
 
+from kexue._validate import check_choice, check_float, check_int
+from kexue.nn._reduce import mean_or_zero
+
 __all__ = ["sample_mix_coef", "mixup", "mixup_cross_entropy", "sample_pairing", "SamplePairingSchedule",
            "MixupCollate", "linearity_gap", "mixup_embeddings"]
 
 
 def sample_mix_coef(alpha: float, shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> Tensor:
     """Beta(alpha, alpha) draws of `shape`; alpha <= 0 gives exactly 1 (no mixing)."""
+    alpha = check_float("alpha", alpha)
     if alpha <= 0:
         return torch.ones(shape)
     if generator is None:
@@ -37,6 +41,7 @@ def _soft_labels(y: Tensor, num_classes: int | None) -> Tensor:
         return y
     if num_classes is None:
         raise ValueError("integer labels need num_classes (one-hot size), got num_classes=None")
+    num_classes = check_int("num_classes", num_classes, 1)
     if y.numel() and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]")
     return F.one_hot(y.long(), num_classes).float()
@@ -60,9 +65,12 @@ def mixup(x: Tensor, y: Tensor, alpha: float = 1.0, num_classes: int | None = No
     if y.shape[0] != B:
         raise ValueError(f"x and y must share the batch size, got {B} and {y.shape[0]}")
     perm = _perm(B, perm, x.device, generator)
+    alpha = check_float("alpha", alpha)
     if lam is None:
         lam = sample_mix_coef(alpha, (B,) if per_sample_lam else (), generator)
     lam = torch.as_tensor(lam, dtype=torch.float32, device=x.device)
+    if not (torch.isfinite(lam) & (lam >= 0) & (lam <= 1)).all():
+        raise ValueError(f"lam must lie in [0, 1], got {lam.tolist()}")
     y_soft = _soft_labels(y, num_classes)
     x_mix = _lam_like(lam, x) * x + (1 - _lam_like(lam, x)) * x[perm]
     y_mix = _lam_like(lam, y_soft) * y_soft + (1 - _lam_like(lam, y_soft)) * y_soft[perm]
@@ -75,7 +83,7 @@ def mixup_cross_entropy(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor | 
     lam = torch.as_tensor(lam, dtype=logits.dtype, device=logits.device)
     ce_a = F.cross_entropy(logits, y_a, reduction="none")
     ce_b = F.cross_entropy(logits, y_b, reduction="none")
-    return (lam * ce_a + (1 - lam) * ce_b).mean()
+    return mean_or_zero(lam * ce_a + (1 - lam) * ce_b)  # an empty batch: 0, not NaN
 
 
 def sample_pairing(x: Tensor, y: Tensor, perm: Tensor | None = None, coef: float = 0.5,
@@ -93,9 +101,9 @@ class SamplePairingSchedule:
 
     def __init__(self, start_epoch: int = 100, on_epochs: int = 8, off_epochs: int = 2,
                  stop_epoch: int | None = None) -> None:
-        if start_epoch < 0 or on_epochs < 1 or off_epochs < 0:
-            raise ValueError(f"need start_epoch >= 0, on_epochs >= 1, off_epochs >= 0; got "
-                             f"{start_epoch}, {on_epochs}, {off_epochs}")
+        start_epoch, on_epochs = check_int("start_epoch", start_epoch, 0), check_int("on_epochs", on_epochs, 1)
+        off_epochs = check_int("off_epochs", off_epochs, 0)
+        stop_epoch = None if stop_epoch is None else check_int("stop_epoch", stop_epoch, 0)
         self.start, self.on, self.off, self.stop = start_epoch, on_epochs, off_epochs, stop_epoch
 
     def active(self, epoch: int) -> bool:
@@ -109,8 +117,8 @@ class MixupCollate:
 
     def __init__(self, alpha: float = 1.0, num_classes: int | None = None, mode: str = "mixup",
                  collate_fn: Callable = default_collate, generator: torch.Generator | None = None) -> None:
-        if mode not in ("mixup", "sample_pairing"):
-            raise ValueError(f"mode must be 'mixup' or 'sample_pairing', got {mode!r}")
+        check_choice("mode", mode, ("mixup", "sample_pairing"))
+        alpha = check_float("alpha", alpha)
         self.alpha, self.num_classes, self.mode = alpha, num_classes, mode
         self.collate_fn, self.generator = collate_fn, generator
 

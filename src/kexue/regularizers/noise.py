@@ -11,13 +11,14 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from kexue._validate import check_float
+
 __all__ = ["gaussian_noise", "GaussianNoise", "output_gradient_penalty"]
 
 
 def gaussian_noise(x: Tensor, sigma: float, training: bool = True, generator: torch.Generator | None = None) -> Tensor:
     """x + N(0, sigma^2) noise while training; x unchanged otherwise."""
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+    sigma = check_float("sigma", sigma, 0.0)
     if not training or sigma == 0:
         return x
     noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
@@ -29,8 +30,7 @@ class GaussianNoise(nn.Module):
 
     def __init__(self, sigma: float) -> None:
         super().__init__()
-        if not sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+        sigma = check_float("sigma", sigma, 0.0)
         self.sigma = sigma
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,9 +68,9 @@ def output_gradient_penalty(fn: Callable[[Tensor], Tensor], x: Tensor, kind: str
         for i in range(C):
             (gx,) = torch.autograd.grad(g[:, i].sum(), x, create_graph=True)   # [B, ...]
             total = total + gx.pow(2).sum()
-        return total / B
+        return total / max(B, 1)  # an empty batch: 0, not 0 / 0
     for _ in range(n_samples):
         eta = torch.randint(0, 2, (B, C), generator=generator, device=g.device).to(g.dtype) * 2 - 1
         (gx,) = torch.autograd.grad((g * eta).sum(), x, create_graph=True)   # [B, ...]
         total = total + gx.pow(2).sum()
-    return total / (B * n_samples)
+    return total / (max(B, 1) * n_samples)
