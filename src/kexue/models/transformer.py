@@ -6,6 +6,10 @@ ELECTRA, NEZHA, RoFormer, GPT, GPT-2), with bert4keras's application modes:
 - ``unilm``: allowed(i, j) iff cumsum(seg)[j] <= cumsum(seg)[i], intersected with padding
   (UniLM seq2seq, https://kexue.fm/archives/6933).
 
+Padding: an explicit `attention_mask` (bool or 0/1) always decides. Without one, encoder and UniLM models mask
+every token equal to `config.pad_token_id` (bert4keras masks token 0 the same way), while causal LMs and
+`inputs_embeds` treat every token as real (`Transformer.default_attention_mask`).
+
 Template method as in bert4keras: a family subclass overrides only what differs (`build_attention`,
 `default_positions`, ...). Shapes: B batch, n new tokens, L cached tokens, m = L + n keys, C hidden.
 """
