@@ -177,3 +177,212 @@ def test_config_built_model_saves_a_complete_config(tmp_path, name, cfg, hf_cls)
     with torch.no_grad():
         real = torch.ones_like(ids)                          # HF sees every token; kexue would mask pad ids
         assert (back(input_ids=ids).logits - model(ids, attention_mask=real).logits).abs().max() <= 1e-5
+
+
+# ---- issue 8: sharded checkpoints ---------------------------------------------------------------------------
+def _shard(bert_dir, out, split=None, weight_map_edit=None):
+    """Write bert_dir's weights as two shards a/b and an index; returns (dir, state, weight_map)."""
+    state = load_file(os.path.join(bert_dir, "model.safetensors"))
+    keys = sorted(state)
+    split = split or {"a.safetensors": keys[: len(keys) // 2], "b.safetensors": keys[len(keys) // 2:]}
+    os.makedirs(out, exist_ok=True)
+    weight_map = {}
+    for name, ks in split.items():
+        save_file({k: state[k] for k in ks}, str(out / name))
+        weight_map.update({k: name for k in ks})
+    if weight_map_edit is not None:
+        weight_map = weight_map_edit(weight_map)
+    (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with open(os.path.join(bert_dir, "config.json")) as f:
+        (out / "config.json").write_text(f.read())
+    return out, state, weight_map
+
+
+def test_sharded_key_comes_from_the_shard_the_index_names(tmp_path, bert_dir):
+    """b.safetensors also holds a stale (zeroed) copy of a key the index maps to a.safetensors."""
+    state = load_file(os.path.join(bert_dir, "model.safetensors"))
+    keys = sorted(state)
+    key = "bert.embeddings.word_embeddings.weight"
+    a = [k for k in keys[: len(keys) // 2]] + ([key] if key not in keys[: len(keys) // 2] else [])
+    b = [k for k in keys if k not in a]
+    d = tmp_path / "s"
+    os.makedirs(d)
+    save_file({k: state[k] for k in a}, str(d / "a.safetensors"))
+    save_file({**{k: state[k] for k in b}, key: torch.zeros_like(state[key])}, str(d / "b.safetensors"))
+    wm = {**{k: "a.safetensors" for k in a}, **{k: "b.safetensors" for k in b}}
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": wm}))
+    with open(os.path.join(bert_dir, "config.json")) as f:
+        (d / "config.json").write_text(f.read())
+    loaded = kexue.models.read_state_dict(str(d))
+    assert torch.equal(loaded[key], state[key])
+    assert set(loaded) == set(state)
+    model = kexue.build_transformer_model(str(d))
+    assert torch.equal(model.embeddings.word.weight, state[key])
+
+
+def test_sharded_key_missing_from_its_shard(tmp_path, bert_dir):
+    d, state, _ = _shard(bert_dir, tmp_path / "s", weight_map_edit=lambda wm: {**wm, "bert.extra.weight": "a.safetensors"})
+    with pytest.raises(CheckpointError, match=r"a\.safetensors.*lacks.*bert\.extra\.weight"):
+        kexue.models.read_state_dict(str(d))
+
+
+def test_sharded_key_not_in_index(tmp_path, bert_dir):
+    drop = "bert.embeddings.LayerNorm.bias"
+    d, _, _ = _shard(bert_dir, tmp_path / "s", weight_map_edit=lambda wm: {k: v for k, v in wm.items() if k != drop})
+    with pytest.raises(CheckpointError, match=r"index.*bert\.embeddings\.LayerNorm\.bias"):
+        kexue.models.read_state_dict(str(d))
+
+
+@pytest.mark.parametrize("shard", ["../x.safetensors", "../../x.safetensors", "sub/../../x.safetensors", "ABS"])
+def test_shard_outside_the_folder_is_refused(tmp_path, bert_dir, shard):
+    state = load_file(os.path.join(bert_dir, "model.safetensors"))
+    d = tmp_path / "ck" / "s"
+    os.makedirs(d / "sub")
+    for outside in (tmp_path / "x.safetensors", tmp_path / "ck" / "x.safetensors"):   # loadable files outside
+        save_file(state, str(outside))
+    name = str(tmp_path / "x.safetensors") if shard == "ABS" else shard
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: name for k in state}}))
+    with pytest.raises(CheckpointError, match="outside"):
+        kexue.models.read_state_dict(str(d))
+
+
+def test_shard_symlink_escaping_the_folder_is_refused(tmp_path, bert_dir):
+    state = load_file(os.path.join(bert_dir, "model.safetensors"))
+    save_file(state, str(tmp_path / "x.safetensors"))
+    d = tmp_path / "s"
+    os.makedirs(d)
+    os.symlink(tmp_path / "x.safetensors", d / "a.safetensors")
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: "a.safetensors" for k in state}}))
+    with pytest.raises(CheckpointError, match="outside"):
+        kexue.models.read_state_dict(str(d))
+
+
+@pytest.mark.parametrize("index", ['[1]', '{"weight_map": [1]}', '{"weight_map": {"a": 3}}', 'nope', '{}'])
+def test_malformed_shard_index(tmp_path, index):
+    (tmp_path / "model.safetensors.index.json").write_text(index)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors\.index\.json"):
+        kexue.models.read_state_dict(str(tmp_path))
+
+
+# ---- issue 8: weights that are not weights ----------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weight_is_refused_by_key(bert_dir, tmp_path, bad):
+    key = "bert.encoder.layer.0.output.dense.weight"
+    def edit(s):
+        s[key] = s[key].clone()
+        s[key][3, 4] = bad
+        return s
+    d = _rewrite(bert_dir, tmp_path / "x", edit)
+    with pytest.raises(CheckpointError, match=r"non-finite.*encoder\.layer\.0\.output\.dense\.weight"):
+        kexue.build_transformer_model(d)
+    model = kexue.build_transformer_model(d, allow_nonfinite=True)       # the opt-out
+    assert not torch.isfinite(model.blocks[0].ffn.down.weight).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_integer_weight_for_float_parameter_is_refused(bert_dir, tmp_path, dtype):
+    key = "bert.embeddings.LayerNorm.weight"
+    d = _rewrite(bert_dir, tmp_path / "x", lambda s: {**s, key: s[key].to(dtype)})
+    with pytest.raises(CheckpointError, match=r"embeddings\.LayerNorm\.weight.*" + str(dtype).split(".")[1] + ".*float"):
+        kexue.build_transformer_model(d)
+
+
+def test_half_precision_checkpoint_still_loads(bert_dir, tmp_path):
+    d = _rewrite(bert_dir, tmp_path / "x", lambda s: {k: v.half() for k, v in s.items()})
+    model = kexue.build_transformer_model(d)
+    ref = load_file(os.path.join(d, "model.safetensors"))["bert.embeddings.word_embeddings.weight"]
+    assert torch.equal(model.embeddings.word.weight, ref.float())
+
+
+# ---- issue 8: keep_tokens / compound_tokens ---------------------------------------------------------------------
+@pytest.mark.parametrize("compound,match", [
+    ([[-1]], r"compound_tokens\[0\].*-1"),                      # used the last row before
+    ([[7]], r"compound_tokens\[0\].*7.*\[0, 7\)"),              # 7 kept tokens: ids in [0, 7)
+    ([([1, 2], [1.0, -1.0])], r"compound_tokens\[0\].*weights"),  # inf embedding before
+    ([([1, 2], [0.0, 0.0])], r"compound_tokens\[0\].*weights"),
+    ([([1, 2], [1.0, float("nan")])], r"compound_tokens\[0\].*weights"),
+    ([([1, 2], [1.0])], r"compound_tokens\[0\].*2 ids.*1 weight"),
+    ([[]], r"compound_tokens\[0\]"),
+    ([["a"]], r"compound_tokens\[0\]"),
+    ([[1.5]], r"compound_tokens\[0\]"),
+])
+def test_bad_compound_tokens(bert_dir, compound, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        kexue.build_transformer_model(bert_dir, keep_tokens=[0, 5, 7, 9, 11, 50, 100], compound_tokens=compound)
+
+
+@pytest.mark.parametrize("keep,match", [([-1, 3], r"keep_tokens.*-1"), ([0, 101], r"keep_tokens.*101.*\[0, 101\)"),
+                                        ([3, 5, 3], r"keep_tokens.*duplicate.*3"), ([], "keep_tokens"),
+                                        ("abc", "keep_tokens"), ([1.0, 2.0], "keep_tokens"), ([True], "keep_tokens")])
+def test_bad_keep_tokens(bert_dir, keep, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        kexue.build_transformer_model(bert_dir, keep_tokens=keep)
+    with pytest.raises((ValueError, TypeError), match=match):       # checked without a checkpoint too
+        kexue.build_transformer_model(config=bert_dir, keep_tokens=keep)
+
+
+def test_keep_tokens_accepts_numpy_and_tensors(bert_dir):
+    import numpy as np
+    ref = kexue.build_transformer_model(bert_dir, keep_tokens=[0, 5, 7])
+    for keep in (np.array([0, 5, 7]), torch.tensor([0, 5, 7])):
+        m = kexue.build_transformer_model(bert_dir, keep_tokens=keep)
+        assert torch.equal(m.embeddings.word.weight, ref.embeddings.word.weight)
+
+
+# ---- issue 8: corrupt files -----------------------------------------------------------------------------------
+def _weights_dir(bert_dir, tmp_path, name, data: bytes):
+    d = tmp_path / "c"
+    os.makedirs(d, exist_ok=True)
+    (d / name).write_bytes(data)
+    with open(os.path.join(bert_dir, "config.json")) as f:
+        (d / "config.json").write_text(f.read())
+    return str(d)
+
+
+def _bin_bytes(bert_dir, tmp_path):
+    torch.save(load_file(os.path.join(bert_dir, "model.safetensors")), tmp_path / "ok.bin")
+    return (tmp_path / "ok.bin").read_bytes()
+
+
+@pytest.mark.parametrize("corrupt", ["empty", "half", "zero_tail", "text", "json"])
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])
+def test_corrupt_weights_file_is_a_checkpoint_error(bert_dir, tmp_path, name, corrupt):
+    raw = (open(os.path.join(bert_dir, "model.safetensors"), "rb").read() if name.endswith("safetensors")
+           else _bin_bytes(bert_dir, tmp_path))
+    data = {"empty": b"", "half": raw[: len(raw) // 2], "zero_tail": raw[:-4096] + bytes(4096),
+            "text": b"hello, not weights", "json": b'{"a": 1}'}[corrupt]
+    if corrupt == "zero_tail" and name.endswith("safetensors"):
+        pytest.skip("a zeroed data tail of a foreign safetensors file is valid data (no checksum to compare)")
+    d = _weights_dir(bert_dir, tmp_path, name, data)
+    with pytest.raises(CheckpointError, match=name.replace(".", r"\.")) as info:
+        kexue.build_transformer_model(d)
+    assert len(str(info.value)) > len(os.path.join(d, name)) + 10       # says what is wrong, not just the name
+
+
+def test_bin_with_non_tensor_values(bert_dir, tmp_path):
+    os.makedirs(tmp_path / "c")
+    torch.save({"bert.embeddings.word_embeddings.weight": [1, 2]}, tmp_path / "c" / "pytorch_model.bin")
+    d = _weights_dir(bert_dir, tmp_path, "pytorch_model.bin", (tmp_path / "c" / "pytorch_model.bin").read_bytes())
+    with pytest.raises(CheckpointError, match=r"word_embeddings\.weight.*list"):
+        kexue.build_transformer_model(d)
+
+
+def test_kexue_saved_checkpoint_detects_flipped_data_bytes(bert_dir, tmp_path):
+    """save_pretrained records a digest of the tensors; a flipped byte in the data is caught on load."""
+    model = kexue.build_transformer_model(bert_dir)
+    model.save_pretrained(str(tmp_path / "m"))
+    f = tmp_path / "m" / "model.safetensors"
+    raw = bytearray(f.read_bytes())
+    raw[-1000] ^= 0x01
+    f.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*(digest|checksum)"):
+        kexue.build_transformer_model(str(tmp_path / "m"))
+
+
+def test_save_pretrained_refuses_non_finite_weights(bert_dir, tmp_path):
+    model = kexue.build_transformer_model(bert_dir)
+    with torch.no_grad():
+        model.blocks[1].attn.q.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"non-finite.*blocks\.1\.attn\.q\.weight"):
+        model.save_pretrained(str(tmp_path / "m"))
+    assert not (tmp_path / "m" / "model.safetensors").exists()
