@@ -80,7 +80,7 @@ class EvaluateAndSaveBest(Callback):
         with ctx:
             score = self._score()
             self.wait += 1
-            if math.isfinite(score) and self._better(score):
+            if math.isfinite(score) and self._better(score) and self._finite_weights():
                 self.best, self.best_epoch, self.wait = score, epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 if self.path is not None and self.trainer.is_main:
@@ -90,6 +90,11 @@ class EvaluateAndSaveBest(Callback):
             logs[self.monitor], logs[f"best_{self.monitor}"] = score, self.best
         if self.restart is not None and self.best_state is not None and self._should_restart(epoch, score):
             self.do_restart()
+
+    def _finite_weights(self) -> bool:
+        """Weights holding NaN/inf are never kept or saved as the best, whatever they score."""
+        floats = [v for v in self.model.state_dict().values() if v.is_floating_point()]
+        return not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats]).all())
 
     def _should_restart(self, epoch: int, score: float) -> bool:
         r = self.restart
