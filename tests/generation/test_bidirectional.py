@@ -130,11 +130,17 @@ def _sort_task(n, rng, alphabet=8, offset=3):
 
 
 def test_learns_sort_unique_task():
-    """Trained for a few seconds on 'sorted unique symbols of the source'; the joint search gets most right."""
+    """Trained for a few seconds on 'sorted unique symbols of the source'; the joint search gets most right.
+
+    The trajectory depends on the CPU's kernels (SIMD level, thread count), so the thresholds carry margins
+    measured over 10 training seeds x ATEN_CPU_CAPABILITY in {default, avx2, avx512} (1 thread), on these
+    80 held-out sources: accuracy min 0.925 / median 0.975, mean loss of the last 10 steps max 0.024 (one
+    2-core machine without AVX-512 gave 0.875 on the first 40 of them). Untrained models score 0 to 0.0125."""
     rng = random.Random(0)
     torch.manual_seed(0)
     m = BidirectionalDecoderSeq2Seq(11, emb_dim=32, hidden=32, enc_layers=1, dec_layers=1, heads=4, head_size=8)
     opt = torch.optim.Adam(m.parameters(), 1e-2)
+    losses = []
     for step in range(120):
         src, tgt = _sort_task(32, rng)
         out = m(sequence_padding(src), sequence_padding(tgt),
@@ -142,9 +148,10 @@ def test_learns_sort_unique_task():
         opt.zero_grad()
         out.loss.backward()
         opt.step()
+        losses.append(out.loss.item())
     m.eval()
-    src, tgt = _sort_task(40, random.Random(1))
+    src, tgt = _sort_task(80, random.Random(1))
     search = SyncBidirectionalBeamSearch(m, BOS, EOS, beam_size=3, max_len=10)
     acc = sum(search(s) == t[1:-1] for s, t in zip(src, tgt)) / len(src)
-    assert out.loss.item() < 0.1
-    assert acc >= 0.9
+    assert sum(losses[-10:]) / 10 < 0.1, losses[-10:]
+    assert acc >= 0.75, acc
