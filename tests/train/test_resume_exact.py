@@ -136,3 +136,28 @@ def test_a_failed_load_changes_nothing(tmp_path, kind):
                                                       "callback": "EMA"}[kind]):
         dst.load_checkpoint(tmp_path / "ck.pt")
     tiny.equal_trees(dst.state_dict(), before)
+
+
+def test_mid_epoch_resume_on_another_data_set_raises(tmp_path):
+    tr = _trainer()
+    tr.fit(tiny.data(n=24), epochs=2, batch_size=8, callbacks=[_stopper(tr, 2)], verbose=0)
+    tr.save_checkpoint(tmp_path / "ck.pt")
+    res = _trainer()
+    with pytest.raises(ValueError, match="epoch_batches=4.*epoch_batches=3"):
+        res.fit(tiny.data(n=32), epochs=2, batch_size=8, resume_from=tmp_path / "ck.pt", verbose=0)
+
+
+def test_resume_with_a_shuffling_dataloader_is_exact(tmp_path):
+    from torch.utils.data import DataLoader
+
+    def run(stop=None, resume=None):
+        tr = _trainer()
+        cbs = [_stopper(tr, stop)] if stop else []
+        tr.fit(DataLoader(tiny.data(n=40), batch_size=8, shuffle=True), epochs=2, callbacks=cbs,
+               resume_from=resume, verbose=0)
+        return tr
+    ref = run()
+    part = run(stop=7)
+    part.save_checkpoint(tmp_path / "ck.pt")
+    res = run(resume=tmp_path / "ck.pt")
+    tiny.equal_trees(res.module.state_dict(), ref.module.state_dict())
