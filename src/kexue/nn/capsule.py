@@ -86,6 +86,9 @@ class Capsule(nn.Module):
         self.last_coupling: Tensor | None = None
 
     def forward(self, u: Tensor) -> Tensor:
+        in_dim = self.weight.shape[-2]
+        if u.dim() != 3 or u.shape[-1] != in_dim:
+            raise ValueError(f"u must be [B, N_in, in_dim={in_dim}], got shape {tuple(u.shape)}")
         B, N, _ = u.shape
         if self.share_weights:
             u_hat = u @ self.weight                                          # [B, N, J*D]

@@ -52,6 +52,8 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.up.in_features:
+            raise ValueError(f"x must end in dim={self.up.in_features}, got shape {tuple(x.shape)}")
         if self.gate is None:
             h = self.act(self.up(x))                                         # [B, n, hidden]
         else:

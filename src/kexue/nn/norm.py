@@ -49,6 +49,9 @@ class ConditionalLayerNorm(nn.Module):
         if x.shape[-1] != self.hidden or cond.shape[-1] != self.cond_dim:
             raise ValueError(f"x must end in hidden={self.hidden} and cond in cond_dim={self.cond_dim}, got "
                              f"x {tuple(x.shape)}, cond {tuple(cond.shape)}")
+        if cond.dim() > x.dim() or (cond.dim() > 1 and x.dim() > 1 and cond.shape[0] != x.shape[0]):
+            raise ValueError(f"cond must be [B, cond_dim] or [B, n, cond_dim] with the batch of x, got x "
+                             f"{tuple(x.shape)}, cond {tuple(cond.shape)}")
         if cond.dim() < x.dim():
             cond = cond.reshape(cond.shape[0], *([1] * (x.dim() - cond.dim())), cond.shape[-1])   # [B, 1, c]
         if self.hidden_dense is not None:

@@ -36,6 +36,8 @@ class AttentionPooling1d(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False):
         _check(x, mask)
+        if x.shape[-1] != self.proj.in_features:
+            raise ValueError(f"x must be [B, n, hidden={self.proj.in_features}], got shape {tuple(x.shape)}")
         logits = self.score(torch.tanh(self.proj(x)))[..., 0]                # [B, n]
         alpha = masked_softmax(logits, mask)                                 # [B, n], 0 on pads
         pooled = torch.einsum("bn,bnc->bc", alpha, x)                        # [B, C]

@@ -59,6 +59,8 @@ class GaussianHead(nn.Module):
         self.proj = nn.Linear(in_features, 2 * latent_dim)
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        if h.dim() < 1 or h.shape[-1] != self.proj.in_features:
+            raise ValueError(f"h must be [..., in_features={self.proj.in_features}], got shape {tuple(h.shape)}")
         mu, logvar = self.proj(h).chunk(2, dim=-1)  # [..., latent_dim] each
         return mu, logvar.clamp(*LOGVAR_RANGE)
 

@@ -344,6 +344,8 @@ class SparseSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, return_weights: bool = False):
         """x [B, n, hidden], padding_mask [B, n] (True = real) -> [B, n, H*head_size] (, weights [B, H, n, n])."""
+        if x.dim() != 3 or x.shape[-1] != self.q_proj.in_features:
+            raise ValueError(f"x must be [B, n, hidden_size={self.q_proj.in_features}], got shape {tuple(x.shape)}")
         B, n, _ = x.shape
         H = self.num_heads
         q = self.q_proj(x).view(B, n, H, self.key_size).transpose(1, 2)      # [B, H, n, dk]
