@@ -143,7 +143,7 @@ def test_mid_epoch_resume_on_another_data_set_raises(tmp_path):
     tr.fit(tiny.data(n=24), epochs=2, batch_size=8, callbacks=[_stopper(tr, 2)], verbose=0)
     tr.save_checkpoint(tmp_path / "ck.pt")
     res = _trainer()
-    with pytest.raises(ValueError, match="epoch_batches=4.*epoch_batches=3"):
+    with pytest.raises(ValueError, match="train_data gives 4 .* epoch of 3"):
         res.fit(tiny.data(n=32), epochs=2, batch_size=8, resume_from=tmp_path / "ck.pt", verbose=0)
 
 

@@ -301,8 +301,10 @@ class Trainer:
         return it, n_micro
 
     def _start_epoch(self, n_micro: int) -> None:
-        if self.batch_in_epoch:
-            self._check_settings(epoch_batches=n_micro)
+        saved = self._loaded_settings.get("epoch_batches")
+        if self.batch_in_epoch and saved is not None and saved != n_micro:
+            raise ValueError(f"train_data gives {n_micro} micro-batches per epoch but the checkpoint was taken inside "
+                             f"an epoch of {saved}: resuming on another data set (or batch size) would not be exact")
         self._loaded_settings.pop("epoch_batches", None)
         self._epoch_batches = n_micro
 
