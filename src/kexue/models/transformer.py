@@ -143,14 +143,10 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
     else:
         rank = None
     key_rank = rank
-    if cache is None and valid is not None and bool(valid.all()):
-        valid = None                                                                  # no padding: no mask
     if cache is not None:
         new_valid = valid if valid is not None else torch.ones(B, n, dtype=torch.bool, device=device)
         new_rank = rank if rank is not None else torch.zeros(B, n, dtype=torch.long, device=device)
         valid, key_rank = cache.write_masks(new_valid, new_rank)                     # [B, m]
-        if bool(valid.all()):
-            valid = None
     allowed = None if valid is None else valid[:, None, None, :]                     # [B, 1, 1, m]
     # one new token (a decoding step): its rank is the largest so far, so only padding can hide a key
     if rank is not None and not (cache is not None and n == 1):
@@ -160,11 +156,14 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
         allowed = user[:, None] if allowed is None else allowed & user[:, None]
     if allowed is None:
         return extra_bias, None
+    any_key = allowed.any(-1, keepdim=True)                                           # [B, 1, n|1, 1]
+    everything, every_row = torch.stack([allowed.all(), any_key.all()]).tolist()     # one host sync
+    if everything:                                                                    # no padding: no mask
+        return extra_bias, None
     bias = mask_to_bias(allowed)
     if extra_bias is not None:
         bias = bias + extra_bias
-    any_key = allowed.any(-1, keepdim=True)                                           # [B, 1, n|1, 1]
-    return bias, (None if bool(any_key.all()) else ~any_key)
+    return bias, (None if every_row else ~any_key)
 
 
 class Transformer(nn.Module):
