@@ -109,3 +109,31 @@ def test_csv_logger_keeps_the_rows_of_finished_epochs_on_resume(tmp_path):
     tr = Trainer(tiny.model(), torch.optim.SGD(m.parameters(), lr=0.1), F.cross_entropy)
     tr.fit(ds, epochs=1, batch_size=8, callbacks=[CSVLogger(log)], verbose=0)   # a fresh run starts a new file
     assert len(log.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("damage", ["empty", "zeroed_tail", "garbage"])
+def test_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path, damage):
+    path = tmp_path / "ck.pt"
+    src = Trainer(tiny.model(seed=5), None, F.cross_entropy)
+    src.save_checkpoint(path)
+    raw = path.read_bytes()
+    path.write_bytes({"empty": b"", "zeroed_tail": raw[: len(raw) // 2] + b"\0" * (len(raw) - len(raw) // 2),
+                      "garbage": b"not a checkpoint" * 10}[damage])
+    m = tiny.model()
+    tr = Trainer(m, torch.optim.SGD(m.parameters(), lr=0.1), F.cross_entropy)
+    before = tr.state_dict()
+    with pytest.raises(ValueError, match=r"ck\.pt"):
+        tr.load_checkpoint(path)
+    tiny.equal_trees(tr.state_dict(), before)
+
+
+def test_optimizer_free_checkpoints_load_for_evaluation_but_not_into_training(tmp_path):
+    src = Trainer(tiny.model(seed=5), None, F.cross_entropy)
+    src.save_checkpoint(tmp_path / "ck.pt")
+    ev = Trainer(tiny.model(), None, F.cross_entropy)
+    ev.load_checkpoint(tmp_path / "ck.pt")
+    tiny.equal_trees(ev.module.state_dict(), src.module.state_dict())
+    m = tiny.model()
+    tr = Trainer(m, torch.optim.SGD(m.parameters(), lr=0.1), F.cross_entropy)
+    with pytest.raises(ValueError, match="no optimizer state"):
+        tr.load_checkpoint(tmp_path / "ck.pt")

@@ -458,7 +458,8 @@ class Trainer:
         per_rank = gather_objects({"rng": get_rng_state(), "meter": self._epoch_meter.state_dict()})
         cbs = {key: cb.state_dict() for key, cb in self._stateful_callbacks()}
         grads = {i: p.grad.detach().clone() for i, p in enumerate(self.module.parameters()) if p.grad is not None}
-        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+        optimizer = self.optimizer.state_dict() if self.optimizer is not None else None
+        return {"model": self.module.state_dict(), "optimizer": optimizer,
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(), "global_step": self.global_step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "per_rank": per_rank, "callbacks": cbs, "grads": grads,
@@ -472,6 +473,9 @@ class Trainer:
             raise ValueError(f"not a Trainer checkpoint: expected the keys {list(REQUIRED_KEYS)}, got {got}")
         check_model_state(state["model"], self.module.state_dict())
         if self.optimizer is not None:
+            if state["optimizer"] is None:
+                raise ValueError("the checkpoint has no optimizer state (saved by a Trainer with optimizer=None) "
+                                 f"but this trainer has {type(self.optimizer).__name__}")
             check_optimizer_state(state["optimizer"], self.optimizer.state_dict())
         if state["scheduler"] is not None and self.scheduler is None:
             raise ValueError("the checkpoint has a scheduler state but the trainer has scheduler=None")
@@ -514,7 +518,8 @@ class Trainer:
 
     def _apply_state(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:               # a trainer without optimizer (evaluation) takes the rest
+            self.optimizer.load_state_dict(state["optimizer"])
         if state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
