@@ -183,3 +183,11 @@ def test_masked_birnn_empty_batch_like_the_rnn_itself():
     rnn = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
     out, (h, c) = MaskedBiRNN(rnn)(torch.zeros(0, 2, 3), torch.zeros(0, 2, dtype=torch.bool))
     assert out.shape == (0, 2, 8) and h.shape == (2, 0, 4)
+
+
+@pytest.mark.parametrize("h, steps, exc, name", [(0.0, 5, ValueError, "h"), (float("nan"), 5, ValueError, "h"),
+                                                 (0.1, 0, ValueError, "steps"), (0.1, 2.5, TypeError, "steps")])
+def test_observations_to_grid_checks_step_and_size(h, steps, exc, name):
+    """h = 0 was a bare ZeroDivisionError."""
+    with pytest.raises(exc, match=name):
+        observations_to_grid([0.0, 0.2], torch.ones(2, 1), h, steps)

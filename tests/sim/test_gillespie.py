@@ -202,3 +202,13 @@ def test_bad_times_and_sizes_are_refused_not_run_forever(call, exc, name):
     """t_max = inf or NaN never stopped a system that never absorbs (NaN compares False): a hang."""
     with pytest.raises(exc, match=name):
         call(birth_death())
+
+
+def test_histogram_with_no_observed_time_is_an_error_not_nan():
+    traj = birth_death().simulate([3], t_max=2.0, rng=np.random.default_rng(16))
+    with pytest.raises(ValueError, match="burn_in"):
+        traj.time_weighted_histogram(0, burn_in=5.0)
+    with pytest.raises(ValueError, match="burn_in"):
+        traj.time_average(burn_in=5.0)
+    with pytest.raises(ValueError, match="species"):
+        traj.time_weighted_histogram(3)

@@ -157,6 +157,7 @@ class ParametricODE(nn.Module):
 def observations_to_grid(times: Sequence[float], values: Tensor, h: float, steps: int) -> tuple[Tensor, Tensor]:
     """Observations at `times` (values [K, D]) -> targets [steps, D] and a bool mask [steps]; output index
     round(t / h) - 1 (outputs start after the first step). t = 0 is the initial condition and is skipped."""
+    h, steps = check_float("h", h, 0.0, low_open=True), check_int("steps", steps, 1)
     values = torch.as_tensor(values)
     targets = values.new_zeros(steps, values.shape[-1])
     mask = torch.zeros(steps, dtype=torch.bool)

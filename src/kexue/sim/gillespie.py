@@ -53,13 +53,14 @@ class Trajectory:
 
     def _holding(self, burn_in: float) -> np.ndarray:
         ends = np.append(self.times[1:], self.t_end)
-        return np.clip(ends, burn_in, None) - np.clip(self.times, burn_in, None)  # [E + 1] time spent after burn-in
+        w = np.clip(ends, burn_in, None) - np.clip(self.times, burn_in, None)  # [E + 1] time spent after burn-in
+        if not w.sum() > 0:
+            raise ValueError(f"Trajectory: burn_in={burn_in} leaves no time before t_end={self.t_end}")
+        return w
 
     def time_average(self, f: Callable[[np.ndarray], np.ndarray] = lambda n: n, burn_in: float = 0.0) -> np.ndarray:
         """(1 / T) int f(n(t)) dt over [burn_in, t_end]: the stationary average for an ergodic system."""
         w = self._holding(burn_in)
-        if w.sum() <= 0:
-            raise ValueError(f"Trajectory: burn_in={burn_in} leaves no time before t_end={self.t_end}")
         vals = np.asarray(f(self.states), dtype=float)
         return np.tensordot(w, vals, axes=(0, 0)) / w.sum()
 
@@ -71,6 +72,7 @@ class Trajectory:
 
     def time_weighted_histogram(self, species: int, burn_in: float = 0.0) -> dict[int, float]:
         """{copy number: fraction of time spent} of one species after burn_in."""
+        check_int("species", species, 0, self.states.shape[1] - 1)
         w = self._holding(burn_in)
         vals = self.states[:, species]
         tot = np.bincount(vals, weights=w)
