@@ -74,6 +74,8 @@ def test_max_new_tokens_is_checked_against_the_position_table_first(gpt2):
         generate(gpt2, _ids(n=3), max_new_tokens=63)
     out = generate(gpt2, _ids(n=3), max_new_tokens=62, end_id=None)       # the last position is exactly filled
     assert [len(s) for s in out] == [62, 62]
+    with pytest.raises(ValueError, match="max_new_tokens=1 .*length 65.*shorter prompt"):
+        generate(gpt2, _ids(n=65), max_new_tokens=1)                       # the prompt alone is too long
 
 
 @pytest.mark.parametrize("kind", ["t5", "roformer"])
