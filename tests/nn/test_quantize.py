@@ -233,3 +233,16 @@ def test_ema_division_is_guarded_after_a_batch_that_misses_most_codes():
 def test_constructor_arguments_are_checked_with_their_names(kw, exc, name):
     with pytest.raises(exc, match=name):
         VectorQuantizer(**{"num_codes": 8, "dim": 4, **kw})
+
+
+def test_empty_rank_under_data_parallel_does_not_crash_the_restart(monkeypatch):
+    """Under torch.distributed the skip is decided on the all-reduced counts, so one rank can be empty while
+    the others are not; its dead-code restart must not draw from its empty batch (randint(0, 0))."""
+    import kexue.nn.quantize as q
+    monkeypatch.setattr(q, "_all_reduce", lambda t: t + 1.0)   # the other ranks saw one vector per code
+    vq = _vq(ema=True, dead_code_threshold=5.0, decay=0.5)
+    before = vq.codebook.clone()
+    out = vq(torch.zeros(0, 4))
+    assert torch.isfinite(vq.codebook).all() and out.loss.item() == 0.0
+    assert (vq.usage_ema >= 5.0).all()          # every code that fell below the threshold was restarted
+    assert vq.codebook.shape == before.shape

@@ -168,8 +168,11 @@ class VectorQuantizer(nn.Module):
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
-        pick = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
-        new = flat[pick].to(self.weight.dtype)  # [n_dead, D]
+        if flat.shape[0]:
+            pick = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
+            new = flat[pick].to(self.weight.dtype)  # [n_dead, D]
+        else:  # this rank saw no vector (others did): keep the codes; rank 0's broadcast below decides
+            new = self.weight[dead].clone()
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(new, 0)  # every rank restarts the same codes with the same vectors
         self.weight[dead] = new
