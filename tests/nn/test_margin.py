@@ -187,3 +187,11 @@ def test_empty_batch_loss_is_zero_not_nan(reduction):
 def test_arguments_checked_by_name(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+@pytest.mark.parametrize("kw, exc, name", [(dict(chunk=0), ValueError, "chunk"), (dict(ks=(1.5,)), TypeError, "ks"),
+                                           (dict(ks=()), ValueError, "ks")])
+def test_retrieval_arguments_checked_by_name(kw, exc, name):
+    """chunk=0 was `range() arg 3 must not be zero`; ks=() a bare `max() arg is an empty sequence`."""
+    with pytest.raises(exc, match=name):
+        retrieval_topk_accuracy(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]), **kw)

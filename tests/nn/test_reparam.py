@@ -209,3 +209,18 @@ def test_gaussian_head_clamps_logvar_to_the_documented_range():
 def test_gaussian_head_sizes_checked_by_name(args, exc, name):
     with pytest.raises(exc, match=name):
         GaussianHead(*args)
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: normal_rsample(torch.zeros(2), std=torch.tensor([1.0, float("nan")])), ValueError, "std"),
+    (lambda: normal_rsample(torch.zeros(2), std=torch.tensor([1.0, float("inf")])), ValueError, "std"),
+    (lambda: TemperatureSchedule()(float("nan")), ValueError, "step"),
+    (lambda: TemperatureSchedule()(-1), ValueError, "step"),
+    (lambda: TemperatureSchedule(tau_max=float("inf")), ValueError, "tau_max"),
+    (lambda: TemperatureSchedule(per="epoch", steps_per_epoch=2.5), TypeError, "steps_per_epoch"),
+    (lambda: gumbel_softmax(torch.zeros(3), hard="yes"), TypeError, "hard"),
+])
+def test_sampling_arguments_checked_by_name(call, exc, name):
+    """A NaN / inf std or a NaN step used to pass NaN samples / temperatures on."""
+    with pytest.raises(exc, match=name):
+        call()

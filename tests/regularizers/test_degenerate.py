@@ -80,3 +80,16 @@ def test_gradient_penalty_at_a_zero_gradient_is_finite():
 def test_arguments_checked_by_name(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+@pytest.mark.parametrize("call, exc, name", [
+    (lambda: __import__("kexue").regularizers.conv_operator_norm(torch.ones(2, 1, 3, 3), (5, 5), iters=0),
+     ValueError, "iters"),
+    (lambda: __import__("kexue").regularizers.adversarial_step(
+        nn.Linear(3, 2), torch.nn.functional.cross_entropy, (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)),
+        torch.optim.SGD(nn.Linear(3, 2).parameters(), lr=0.1), weight=float("nan"), target="weight"),
+     ValueError, "weight"),
+])
+def test_more_arguments_checked_by_name(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()

@@ -124,6 +124,10 @@ def retrieval_topk_accuracy(vectors: Tensor, groups: Tensor, ks: tuple[int, ...]
         raise ValueError(f"retrieval_topk_accuracy: expected vectors [N, D] and groups [N], got "
                          f"{tuple(vectors.shape)} and {tuple(groups.shape)}")
     N = vectors.shape[0]
+    chunk = check_int("chunk", chunk, 1)
+    if not ks:
+        raise ValueError("retrieval_topk_accuracy: ks must hold at least one k, got ()")
+    ks = tuple(check_int("ks", k, 1) for k in ks)
     kmax = max(ks)
     if kmax > N - int(exclude_self) or min(ks) < 1:
         raise ValueError(f"retrieval_topk_accuracy: ks={ks} must lie in [1, {N - int(exclude_self)}]")

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from kexue._validate import check_int
+from kexue._validate import check_bool, check_choice, check_float, check_int
 
 __all__ = [
     "normal_rsample", "reparameterize", "GaussianHead", "sample_gumbel", "gumbel_max_sample",
@@ -33,8 +33,8 @@ def normal_rsample(mu: Tensor, logvar: Tensor | None = None, std: Tensor | None 
                          f"got logvar={'set' if logvar is not None else None}, std={'set' if std is not None else None}")
     if std is None:
         std = torch.exp(0.5 * logvar.clamp(*LOGVAR_RANGE))
-    elif (std < 0).any():
-        raise ValueError(f"normal_rsample: std must be >= 0, got min {std.min().item()}")
+    elif not (torch.isfinite(std) & (std >= 0)).all():
+        raise ValueError(f"normal_rsample: std must be finite and >= 0, got {std[~(torch.isfinite(std) & (std >= 0))][0].item()}")
     shape = torch.broadcast_shapes(mu.shape, std.shape)
     if noise is None:
         noise = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
@@ -93,6 +93,7 @@ def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, dim: in
     F.gumbel_softmax for the same noise; (o + g) / tau is computed in float32 (fp16 overflows at small tau)."""
     if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
         raise ValueError(f"gumbel_softmax: tau must be a finite number > 0, got {tau!r}")
+    hard = check_bool("hard", hard)
     _check_dim(logits, dim, "gumbel_softmax")
     if noise is None:
         noise = -torch.empty_like(logits, dtype=torch.float32).exponential_(generator=generator).log()
@@ -113,6 +114,11 @@ class TemperatureSchedule:
 
     def __init__(self, tau_max: float = 1.0, tau_min: float = 0.01, decay: float = 0.999,
                  per: str = "step", steps_per_epoch: int | None = None):
+        tau_max, tau_min = check_float("tau_max", tau_max), check_float("tau_min", tau_min)
+        decay = check_float("decay", decay)
+        check_choice("per", per, ("step", "epoch"))
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
         if not 0 < tau_min <= tau_max:
             raise ValueError(f"TemperatureSchedule: need 0 < tau_min <= tau_max, got tau_min={tau_min}, tau_max={tau_max}")
         if not 0 < decay <= 1:
@@ -136,8 +142,8 @@ class TemperatureSchedule:
         return cls(tau_max, tau_min, decay)
 
     def __call__(self, step: int) -> float:
-        if step < 0:
-            raise ValueError(f"TemperatureSchedule: step must be >= 0, got {step}")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not step >= 0 or not math.isfinite(step):
+            raise ValueError(f"TemperatureSchedule: step must be a finite number >= 0, got {step!r}")
         t = step if self.per == "step" else step // self.steps_per_epoch
         return self.tau_min + (self.tau_max - self.tau_min) * self.decay ** t
 

@@ -280,6 +280,7 @@ def adversarial_step(model: nn.Module, loss_fn: Callable, batch: tuple, optimize
     (kw go to FGM / PGD / input_gradient_penalty(wrt=...) / VAT). Returns {"loss", "reg"}."""
     if method not in ("fgm", "pgd", "gp", "vat"):
         raise ValueError(f"method must be 'fgm', 'pgd', 'gp' or 'vat', got {method!r}")
+    weight = check_float("weight", weight, 0.0)
     x, y = batch
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(model(x), y)

@@ -60,6 +60,7 @@ def conv_operator_norm(weight: Tensor, input_shape: tuple[int, int], iters: int 
                        padding: int = 0, generator: torch.Generator | None = None) -> Tensor:
     """Operator norm of x -> conv2d(x, weight) on (C_in, H, W) inputs, by power iteration with conv2d and
     conv_transpose2d; generally differs from the reshape-based spectral_norm_estimate."""
+    iters = check_int("iters", iters, 1)
     c_in = weight.shape[1]
     x = torch.randn(1, c_in, *input_shape, generator=generator, dtype=weight.dtype)
     with torch.no_grad():
