@@ -149,3 +149,16 @@ def test_resume_with_a_shuffling_augmenting_generator_is_exact(tmp_path, stop):
     assert part.global_step == stop
     res = run(resume=tmp_path / "ck.pt")
     tiny.equal_trees(res.module.state_dict(), ref.module.state_dict())
+
+
+def test_a_dataloader_with_its_own_batch_sampler_is_the_users_choice():
+    from torch.utils.data import Sampler
+
+    class Reversed(Sampler):
+        def __iter__(self):
+            return iter([list(range(i, min(i + 8, N))) for i in range(0, N, 8)][::-1])
+
+        def __len__(self):
+            return 3
+    loader = DataLoader(tiny.data(n=N), batch_sampler=Reversed())
+    assert _fit(loader, shuffle=True).global_step == 6 and _fit(loader, shuffle=False).global_step == 6

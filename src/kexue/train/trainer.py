@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler,
+                              SequentialSampler)
 from tqdm.auto import tqdm
 
 from .._validate import check_bool, check_choice, check_float, check_int
@@ -311,6 +312,11 @@ class Trainer:
     def _prepare_loader(self, data, shuffle) -> None:
         """Refuse a shuffle request the iterable cannot honour; seed / set_epoch its sampler when it shuffles."""
         sampler = getattr(data, "sampler", None) if isinstance(data, DataLoader) else None
+        own_batches = getattr(data, "batch_sampler", None)
+        if sampler is not None and own_batches is not None and type(own_batches) is not BatchSampler:
+            if hasattr(own_batches, "set_epoch"):       # the user's own batch sampler: its order is their choice
+                own_batches.set_epoch(self.epoch)
+            return
         shuffles = isinstance(sampler, RandomSampler) or (isinstance(sampler, DistributedSampler) and sampler.shuffle)
         in_order = isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler)
                                                               and not sampler.shuffle)
