@@ -142,3 +142,9 @@ def test_save_pretrained_onto_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises((NotADirectoryError, FileExistsError), match="save_pretrained.*not a directory"):
         model.save_pretrained(str(tmp_path / "f"))
+
+
+@pytest.mark.parametrize("flag", ["with_pool", "with_mlm", "strict", "allow_nonfinite"])
+def test_build_flags_must_be_bools(flag):
+    with pytest.raises(TypeError, match=flag):
+        kexue.build_transformer_model(config=BERT, **{flag: "no"})

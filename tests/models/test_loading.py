@@ -386,3 +386,17 @@ def test_save_pretrained_refuses_non_finite_weights(bert_dir, tmp_path):
     with pytest.raises(ValueError, match=r"non-finite.*blocks\.1\.attn\.q\.weight"):
         model.save_pretrained(str(tmp_path / "m"))
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_sharded_checkpoint_in_the_hub_cache_layout_loads(tmp_path, bert_dir):
+    """snapshots/<rev>/<shard> -> ../../blobs/<sha> (how huggingface_hub stores files) is not an escape."""
+    d, state, wm = _shard(bert_dir, tmp_path / "src")
+    snap = tmp_path / "models--x--y" / "snapshots" / "abc"
+    blobs = tmp_path / "models--x--y" / "blobs"
+    os.makedirs(snap)
+    os.makedirs(blobs)
+    for name in os.listdir(d):
+        os.replace(d / name, blobs / ("sha-" + name))
+        os.symlink(os.path.join("..", "..", "blobs", "sha-" + name), snap / name)
+    loaded = kexue.models.read_state_dict(str(snap))
+    assert all(torch.equal(loaded[k], state[k]) for k in state) and set(loaded) == set(state)

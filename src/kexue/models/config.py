@@ -43,6 +43,22 @@ HF_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+STRING_KEYS = ("model_type", "hidden_act", "activation_function", "afn", "feed_forward_proj", "position_embedding_type")
+
+
+def check_hf_types(hf: dict, where: str) -> None:
+    """Before a family reads the raw dict: string settings are strings and every known setting is a single
+    value (a list where a number belongs would otherwise surface as "unhashable type" or "can't multiply")."""
+    for key in STRING_KEYS:
+        if key in hf and hf[key] is not None and not isinstance(hf[key], str):
+            raise TypeError(f"config key {key!r} must be a str, got {hf[key]!r} ({type(hf[key]).__name__}) in {where}")
+    known = {k for keys in HF_KEYS.values() for k in keys} | {f.name for f in dataclasses.fields(TransformerConfig)}
+    for key in sorted(known & set(hf)):
+        if key != "hf" and isinstance(hf[key], (list, dict, tuple, set)):
+            raise TypeError(f"config key {key!r} must be a single value, got {type(hf[key]).__name__} "
+                            f"{str(hf[key])[:80]} in {where}")
+
+
 class ConfigKeyError(KeyError):
     """A required config key is missing (a KeyError whose message reads as a sentence)."""
 
@@ -147,6 +163,10 @@ class TransformerConfig:
             raise ValueError(f"{self._name('hidden_size', self.hidden_size)}={self.hidden_size} is not divisible by "
                              f"{self._name('num_heads', self.num_heads)}={self.num_heads} (num_attention_heads); "
                              "pass head_dim or choose sizes that divide")
+        head_dim = self.head_dim or self.hidden_size // self.num_heads
+        if self.position == "rotary" and head_dim % 2:
+            raise ValueError(f"rotary positions need an even head dim: hidden_size={self.hidden_size} / "
+                             f"num_heads={self.num_heads} (num_attention_heads) gives {head_dim}")
         if self.num_hidden_groups is not None and self.num_layers % self.num_hidden_groups:
             raise ValueError(f"num_hidden_groups={self.num_hidden_groups} must divide "
                              f"{self._name('num_layers', self.num_layers)}={self.num_layers}")

@@ -134,12 +134,24 @@ def _read_index(folder: str, ipath: str) -> dict[str, str]:
         raise CheckpointError(f"shard index {ipath!r} must hold {{'weight_map': {{weight name: shard file name}}}}, "
                               f"got {str(index)[:200]}")
     root = os.path.realpath(folder)
+    roots = [root] + _hub_blobs(folder)
     for shard in sorted(set(weight_map.values())):
+        lexical = os.path.normpath(os.path.join(root, shard))
         full = os.path.realpath(os.path.join(folder, shard))
-        if os.path.isabs(shard) or full == root or os.path.commonpath([root, full]) != root:
+        inside = lexical != root and os.path.commonpath([root, lexical]) == root
+        if os.path.isabs(shard) or not inside or not any(os.path.commonpath([r, full]) == r for r in roots):
             raise CheckpointError(f"shard index {ipath!r} names shard {shard!r}, which resolves to {full!r}, "
                                   f"outside the checkpoint folder {root!r}; refusing to read it")
     return weight_map
+
+
+def _hub_blobs(folder: str) -> list[str]:
+    """The Hugging Face cache keeps a snapshot's files as symlinks into `<repo>/blobs`
+    (`<repo>/snapshots/<revision>/<file>` -> `../../blobs/<sha>`): links there are not an escape."""
+    snapshots = os.path.dirname(os.path.abspath(folder))
+    if os.path.basename(snapshots) != "snapshots":
+        return []
+    return [os.path.realpath(os.path.join(os.path.dirname(snapshots), "blobs"))]
 
 
 def _read_sharded(folder: str, ipath: str) -> dict[str, Tensor]:

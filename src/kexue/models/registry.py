@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .config import ConfigKeyError, TransformerConfig, config_path, read_hf_config
+from .._validate import check_bool
+from .config import ConfigKeyError, TransformerConfig, check_hf_types, config_path, read_hf_config
 from .loading import KeyMap, load_into, nonfinite_keys, read_state_dict, write_safetensors
 
 __all__ = ["register_model", "build_transformer_model", "save_pretrained", "model_names", "Family"]
@@ -55,10 +56,10 @@ def model_names() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def _family(name: str) -> Family:
+def _family(name: str, label: str = "model") -> Family:
     import kexue.models  # noqa: F401  (importing the package registers every family)
     if not isinstance(name, str) or name not in _FAMILIES:
-        raise ValueError(f"model={name!r} is not supported; expected one of {model_names()}")
+        raise ValueError(f"{label}={name!r} is not supported; expected one of {model_names()}")
     return _FAMILIES[name]
 
 
@@ -78,6 +79,9 @@ def build_transformer_model(checkpoint: str | os.PathLike | None = None, config:
     refused unless `allow_nonfinite=True`."""
     if checkpoint is None and config is None:
         raise ValueError("build_transformer_model needs a checkpoint directory or a config")
+    for flag, value in (("with_pool", with_pool), ("with_mlm", with_mlm), ("strict", strict),
+                        ("allow_nonfinite", allow_nonfinite)):
+        check_bool(flag, value)
     if checkpoint is not None:
         _check_checkpoint_arg(checkpoint, config)
     source = config if config is not None else checkpoint
@@ -86,7 +90,7 @@ def build_transformer_model(checkpoint: str | os.PathLike | None = None, config:
     name = model or hf.get("model_type")
     if name is None:
         raise ValueError("config has no 'model_type'; pass model='bert' (or another family)")
-    fam = _family(name)
+    fam = _family(name, "model" if model else f"model_type (in {where})")
     cfg = _config_from_hf(fam, hf, where)
     if "model_type" not in hf:          # a bare config dict: record the family under HF's name for it
         cfg = cfg.replace(model_type=HF_MODEL_TYPES.get(fam.name, fam.name))
@@ -126,6 +130,7 @@ def _check_checkpoint_arg(checkpoint: Any, config: Any) -> None:
 
 def _config_from_hf(fam: Family, hf: dict, where: str) -> TransformerConfig:
     """The family's `config_from_hf`, with errors that say which config and which key."""
+    check_hf_types(hf, where)
     try:
         return fam.config_from_hf(hf)
     except KeyError as e:
