@@ -10,9 +10,10 @@ import math
 from typing import Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler,
+                              SequentialSampler)
 
-__all__ = ["ResumableSampler", "ShardSampler", "build_loader"]
+__all__ = ["ResumableSampler", "ShardSampler", "build_loader", "prepare_user_loader"]
 
 
 class ResumableSampler(DistributedSampler):
@@ -81,3 +82,32 @@ def num_batches(dataset: Dataset, batch_size: int, world_size: int = 1, drop_las
     n, local = len(dataset), batch_size // world_size
     per_rank = n // world_size if drop_last and n % world_size else math.ceil(n / world_size)
     return per_rank // local if drop_last else math.ceil(per_rank / local)
+
+
+def prepare_user_loader(data, shuffle: bool | None, seed: int, epoch: int) -> None:
+    """Before an epoch of a user iterable: refuse a shuffle request it cannot honour (shuffle=True on data read in
+    order, shuffle=False on a shuffling DataLoader); seed a RandomSampler without generator by (seed, epoch), so
+    its order is reproducible and a resume exact; call its sampler's set_epoch."""
+    sampler = getattr(data, "sampler", None) if isinstance(data, DataLoader) else None
+    own_batches = getattr(data, "batch_sampler", None)
+    if sampler is not None and own_batches is not None and type(own_batches) is not BatchSampler:
+        if hasattr(own_batches, "set_epoch"):       # the user's own batch sampler: its order is their choice
+            own_batches.set_epoch(epoch)
+        return
+    shuffles = isinstance(sampler, RandomSampler) or (isinstance(sampler, DistributedSampler) and sampler.shuffle)
+    in_order = isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler)
+                                                          and not sampler.shuffle)
+    if shuffle is True and (sampler is None or in_order or not isinstance(data.dataset, Dataset)
+                            or type(sampler).__name__ == "_InfiniteConstantSampler"):
+        why = (f"the DataLoader reads in order ({type(sampler).__name__})" if sampler is not None
+               else f"train_data is a {type(data).__name__} the Trainer cannot shuffle")
+        raise ValueError(f"shuffle=True but {why}: pass the map-style Dataset itself, a DataGenerator, or "
+                         "DataLoader(..., shuffle=True); or leave shuffle=None to take the data as it comes")
+    if shuffle is False and shuffles:
+        raise ValueError(f"shuffle=False but the DataLoader shuffles ({type(sampler).__name__}): build it "
+                         "with shuffle=False or leave shuffle=None")
+    if isinstance(sampler, RandomSampler) and getattr(sampler, "_kexue_seeded", sampler.generator is None):
+        sampler.generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
+        sampler._kexue_seeded = True                 # order = f(seed, epoch): reproducible, exact resume
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)

@@ -29,15 +29,14 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler,
-                              SequentialSampler)
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .._validate import check_bool, check_choice, check_float, check_int
 from ..optim.base import last_step_updated
 from .callbacks import Callback, CallbackList, History, TerminateOnNaN
 from .checkpoint import ModelCheckpoint, atomic_save, get_rng_state, remove_stale_temp_files, set_rng_state
-from .data import build_loader, num_batches
+from .data import build_loader, num_batches, prepare_user_loader
 from .state import (REQUIRED_KEYS, check_callback_keys, check_model_state, check_optimizer_state, restore,
                     snapshot)
 from .distributed import gather_objects, setup_distributed
@@ -290,7 +289,7 @@ class Trainer:
         if hasattr(data, "iter_epoch"):                 # kexue.data.DataGenerator: order = f(seed, epoch)
             it = iter(data.iter_epoch(self.epoch, shuffle=shuffle, seed=self.seed))
         else:
-            self._prepare_loader(data, shuffle)
+            prepare_user_loader(data, shuffle, self.seed, self.epoch)
             it = iter(data)
         if self.batch_in_epoch:                         # replay the consumed batches, RNG streams untouched
             rng = get_rng_state()
@@ -308,32 +307,6 @@ class Trainer:
                              f"an epoch of {saved}: resuming on another data set (or batch size) would not be exact")
         self._loaded_settings.pop("epoch_batches", None)
         self._epoch_batches = n_micro
-
-    def _prepare_loader(self, data, shuffle) -> None:
-        """Refuse a shuffle request the iterable cannot honour; seed / set_epoch its sampler when it shuffles."""
-        sampler = getattr(data, "sampler", None) if isinstance(data, DataLoader) else None
-        own_batches = getattr(data, "batch_sampler", None)
-        if sampler is not None and own_batches is not None and type(own_batches) is not BatchSampler:
-            if hasattr(own_batches, "set_epoch"):       # the user's own batch sampler: its order is their choice
-                own_batches.set_epoch(self.epoch)
-            return
-        shuffles = isinstance(sampler, RandomSampler) or (isinstance(sampler, DistributedSampler) and sampler.shuffle)
-        in_order = isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler)
-                                                              and not sampler.shuffle)
-        if shuffle is True and (sampler is None or in_order or not isinstance(data.dataset, Dataset)
-                                or type(sampler).__name__ == "_InfiniteConstantSampler"):
-            why = (f"the DataLoader reads in order ({type(sampler).__name__})" if sampler is not None
-                   else f"train_data is a {type(data).__name__} the Trainer cannot shuffle")
-            raise ValueError(f"shuffle=True but {why}: pass the map-style Dataset itself, a DataGenerator, or "
-                             "DataLoader(..., shuffle=True); or leave shuffle=None to take the data as it comes")
-        if shuffle is False and shuffles:
-            raise ValueError(f"shuffle=False but the DataLoader shuffles ({type(sampler).__name__}): build it "
-                             "with shuffle=False or leave shuffle=None")
-        if isinstance(sampler, RandomSampler) and getattr(sampler, "_kexue_seeded", sampler.generator is None):
-            sampler.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            sampler._kexue_seeded = True                 # order = f(seed, epoch): reproducible, exact resume
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
 
     def _run_epoch(self, it, n_micro: int, epochs: int, verbose: int) -> bool:
         """Optimizer steps until the epoch ends (-> True) or training stops inside it (-> False)."""
