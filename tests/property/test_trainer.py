@@ -36,7 +36,7 @@ def _make(n, opt_accum, accum, use_ema, kind, batch_size):
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=25)
+@settings(max_examples=60)
 @given(n=st.integers(4, 20), batch_size=st.integers(1, 6), accum=st.integers(1, 3), opt_accum=st.integers(1, 2),
        epochs=st.integers(1, 3), use_ema=st.booleans(), kind=st.sampled_from(["map", "generator"]),
        stop_frac=st.floats(0.0, 1.0))
