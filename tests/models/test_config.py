@@ -55,6 +55,10 @@ def test_valid_configs_build_and_run():
     (BERT, "pad_token_id", 40, "pad_token_id", ValueError),                  # outside the vocabulary
     (T5, "d_kv", 0, "d_kv", ValueError),
     (T5, "relative_attention_num_buckets", 0, "relative_attention_num_buckets", ValueError),
+    (T5, "relative_attention_num_buckets", 2, "relative_attention_num_buckets", ValueError),    # ZeroDivisionError
+    (T5, "relative_attention_num_buckets", 3, "relative_attention_num_buckets", ValueError),
+    (T5, "relative_attention_max_distance", 16, "relative_attention_max_distance", ValueError),  # 32 // 2: inf
+    (T5, "relative_attention_max_distance", 1, "relative_attention_max_distance", ValueError),   # IndexError
     (T5, "num_decoder_layers", -1, "num_decoder_layers", ValueError),
 ])
 def test_bad_value_names_field_and_value(base, key, value, field, exc):
@@ -148,3 +152,8 @@ def test_save_pretrained_onto_a_file(tmp_path):
 def test_build_flags_must_be_bools(flag):
     with pytest.raises(TypeError, match=flag):
         kexue.build_transformer_model(config=BERT, **{flag: "no"})
+
+
+def test_rotary_needs_an_even_head_dim():
+    with pytest.raises(ValueError, match=r"hidden_size=2.*num_heads=2.*1"):
+        build({**BERT, "model_type": "roformer"}, hidden_size=2, num_attention_heads=2)

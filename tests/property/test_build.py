@@ -39,7 +39,7 @@ BASES = {
 FIELD_OF = {hf: field for field, keys in HF_KEYS.items() for hf in keys}
 
 VALUES = st.one_of(
-    st.integers(-3, 48), st.sampled_from([0, 1, 2, 10 ** 9, 2 ** 40, -(2 ** 31)]),
+    st.integers(-3, 48), st.sampled_from([0, 1, 2, 3, 4, 5, 10 ** 9, 2 ** 40, -(2 ** 31)]),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 0.5, 1.0, -1.0, 1e-6, 1e8, 16.0]),
     st.booleans(), st.none(), st.sampled_from(["16", "gelu", "relu", "gated-gelu", "tanh", "no", "", "swish"]),
     st.just([16]), st.just({"a": 1}))
@@ -51,7 +51,7 @@ def _names(key: str) -> tuple[str, ...]:
 
 def _forward(model, cfg):
     """A short forward on ids that are not the pad id; every float output must be finite."""
-    n = 3 if not cfg.max_position else max(1, min(3, cfg.max_position - (cfg.pad_token_id or 0) - 1))
+    n = 12 if not cfg.max_position else max(1, min(12, cfg.max_position - (cfg.pad_token_id or 0) - 1))
     ids = (torch.arange(n) % max(cfg.vocab_size - 1, 1) + (1 if cfg.vocab_size > 1 else 0))[None]
     with torch.no_grad():
         out = model(ids, decoder_input_ids=ids) if cfg.position == "relative_t5" else model(ids)

@@ -115,6 +115,9 @@ class TransformerConfig:
                 isinstance(raw, str) and isinstance(value, str) and value in raw)
             if same:
                 return name if key == name else f"{name} (config key {key!r})"
+        keys = [k for k in HF_KEYS.get(name, ()) if k != name]
+        if self.hf and keys and not any(k in self.hf for k in keys) and name not in self.hf:
+            return f"{name} (default; config key {' / '.join(map(repr, keys))})"
         return name
 
     def validate(self) -> "TransformerConfig":
@@ -143,8 +146,13 @@ class TransformerConfig:
         integer("num_hidden_groups", 1, optional=True)
         integer("max_relative_position", 1)
         integer("num_decoder_layers", 1 if self.position == "relative_t5" else 0, MAX_LAYERS)
-        integer("relative_buckets", 2 if self.position == "relative_t5" else 1)   # T5 halves them per direction
+        integer("relative_buckets", 4 if self.position == "relative_t5" else 1)   # T5 halves them twice
         integer("relative_max_distance", 1)
+        if self.position == "relative_t5" and self.relative_max_distance <= self.relative_buckets // 2:
+            # the log-spaced buckets start at buckets // 2 (decoder) and end at max_distance
+            raise ValueError(f"{self._name('relative_max_distance', self.relative_max_distance)}="
+                             f"{self.relative_max_distance} must exceed {self._name('relative_buckets', self.relative_buckets)}"
+                             f" // 2 = {self.relative_buckets // 2} (the exact buckets come first)")
         integer("pad_token_id", 0, self.vocab_size - 1, optional=True)
         integer("decoder_start_token_id", 0, optional=True)
         integer("eos_token_id", 0, optional=True)
