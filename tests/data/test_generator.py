@@ -162,3 +162,9 @@ def test_a_dataloader_with_its_own_batch_sampler_is_the_users_choice():
             return 3
     loader = DataLoader(tiny.data(n=N), batch_sampler=Reversed())
     assert _fit(loader, shuffle=True).global_step == 6 and _fit(loader, shuffle=False).global_step == 6
+
+
+def test_a_generator_over_lazy_data_is_named_when_fit_needs_its_length():
+    gen = DataGenerator((s for s in _samples()), 8, collate=_collate)
+    with pytest.raises(TypeError, match="train_data must have a len"):
+        _fit(gen)

@@ -284,7 +284,10 @@ class Trainer:
         if not hasattr(data, "__len__"):
             raise TypeError(f"train_data must be a map-style Dataset or a DataLoader/iterable with len(), "
                             f"got {type(data).__name__}")
-        n_micro = len(data)
+        try:
+            n_micro = len(data)
+        except TypeError as e:                          # e.g. a DataGenerator over a lazy iterable
+            raise TypeError(f"train_data must have a len() (batches per epoch): {e}") from None
         self._start_epoch(n_micro)
         if hasattr(data, "iter_epoch"):                 # kexue.data.DataGenerator: order = f(seed, epoch)
             it = iter(data.iter_epoch(self.epoch, shuffle=shuffle, seed=self.seed))
