@@ -161,3 +161,17 @@ def test_resume_with_a_shuffling_dataloader_is_exact(tmp_path):
     part.save_checkpoint(tmp_path / "ck.pt")
     res = run(resume=tmp_path / "ck.pt")
     tiny.equal_trees(res.module.state_dict(), ref.module.state_dict())
+
+
+def test_load_checkpoint_before_fit_applies_callback_states_when_fit_attaches_them(tmp_path):
+    ds = tiny.data()
+    ref, ema_ref = _trainer(), EMA(0.8)
+    ref.fit(ds, epochs=2, batch_size=8, callbacks=[ema_ref], verbose=0)
+    part, ema = _trainer(), EMA(0.8)
+    part.fit(ds, epochs=2, batch_size=8, callbacks=[ema, _stopper(part, 4)], verbose=0)
+    part.save_checkpoint(tmp_path / "ck.pt")
+    res, ema_res = _trainer(), EMA(0.8)
+    res.load_checkpoint(tmp_path / "ck.pt")
+    res.fit(ds, epochs=2, batch_size=8, callbacks=[ema_res], verbose=0)
+    tiny.equal_trees(ema_res.state_dict(), ema_ref.state_dict())
+    tiny.equal_trees(res.module.state_dict(), ref.module.state_dict())
