@@ -82,3 +82,13 @@ def test_mask_values_other_than_01_refused(pool):
 def test_arguments_checked_by_name(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_avg_pool_with_an_eps_below_the_dtype_tiny_is_finite_on_all_padding(dtype):
+    """Found by the property suite: eps=3e-265 rounds to 0 in float32, and 0 / 0 gave NaN on an all-padding row."""
+    x = torch.randn(2, 3, 4, dtype=dtype)
+    mask = torch.tensor([[True, False, False], [False, False, False]])
+    out = MaskedAvgPool1d(eps=3e-265)(x, mask)
+    assert torch.isfinite(out).all() and torch.equal(out[1], torch.zeros(4, dtype=dtype))
+    torch.testing.assert_close(out[0], x[0, 0], rtol=1e-2, atol=1e-3)

@@ -65,4 +65,5 @@ class MaskedAvgPool1d(nn.Module):
         _check(x, mask)
         if x.shape[1] == 0:                                                  # no token at all: zeros [B, C]
             return x.sum(1)
-        return masked_mean(x, mask, dim=1, eps=self.eps)
+        eps = max(self.eps, torch.finfo(x.dtype).tiny)                      # an eps below the dtype's tiny rounds to 0
+        return masked_mean(x, mask, dim=1, eps=eps)
