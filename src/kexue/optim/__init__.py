@@ -19,7 +19,8 @@ written outermost first, is
 """
 from kexue.ops import piecewise_linear
 from kexue.optim.accumulation import GradientAccumulation, SchedulerOnUpdate, no_sync_if_accumulating
-from kexue.optim.base import DerivedOptimizer, base_optimizer
+from kexue.optim.base import (DerivedOptimizer, base_optimizer, check_state_dict, describe_stack, last_step_updated,
+                              load_optimizer_state, reset_state)
 from kexue.optim.clipping import ClipGrad, GradientClipping, clip_grads_, clip_scale, smoothness_probe
 from kexue.optim.derived import LayerAdaptation, PiecewiseLinearLR, WeightDecay, piecewise_linear_lambda
 from kexue.optim.ema import EMAWeights, ExponentialMovingAverage
@@ -29,7 +30,8 @@ from kexue.optim.lookahead import Lookahead
 from kexue.optim.search import importance_weights, effective_sample_size, ParamSpaceSearch, sampled_update
 
 __all__ = [
-    "DerivedOptimizer", "base_optimizer", "WeightDecay", "LayerAdaptation", "PiecewiseLinearLR",
+    "DerivedOptimizer", "base_optimizer", "check_state_dict", "describe_stack", "last_step_updated",
+    "load_optimizer_state", "reset_state", "WeightDecay", "LayerAdaptation", "PiecewiseLinearLR",
     "piecewise_linear", "piecewise_linear_lambda", "GradientAccumulation", "SchedulerOnUpdate",
     "no_sync_if_accumulating", "Lookahead", "LazyUpdate", "EMAWeights", "ExponentialMovingAverage",
     "GradientClipping", "ClipGrad", "clip_grads_", "clip_scale", "smoothness_probe", "extend_with",

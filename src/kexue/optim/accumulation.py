@@ -155,6 +155,11 @@ class GradientAccumulation(DerivedOptimizer):
                               if p.grad is not None}
         return extra
 
+    def _check_param_state(self, saved: dict[int, dict[str, Any]], where: str) -> None:
+        for i, entry in saved.items():
+            if entry and set(entry) != {"grad_sum", "filled"}:
+                raise ValueError(f"{where}[{i}] must hold 'grad_sum' and 'filled', got {sorted(entry)}")
+
     def _check_extra_state(self, extra: dict[str, Any], where: str) -> None:
         check_int(f"{where}['micro_step']", extra["micro_step"], low=0)
         check_int(f"{where}['update_step']", extra["update_step"], low=0)

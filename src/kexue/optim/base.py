@@ -25,10 +25,11 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from kexue._validate import check_bool, check_float
 from kexue.optim.state import check_group_hyperparameters, check_torch_state_dict
 
 __all__ = ["DerivedOptimizer", "base_optimizer", "check_state_dict", "delta_independent_of_params",
-           "describe_stack", "last_step_updated", "reset_state", "will_update"]
+           "describe_stack", "last_step_updated", "load_optimizer_state", "reset_state", "will_update"]
 
 # torch optimizers whose update does not read θ when their groups have weight_decay == 0
 _THETA_FREE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
@@ -90,8 +91,29 @@ def _stack_str(stack: Any) -> str:
     try:
         return " > ".join(name if hp is None else f"{name}({', '.join(f'{k}={v!r}' for k, v in hp.items())})"
                           for name, hp in stack)
-    except (TypeError, ValueError):
-        return repr(stack)
+    except (TypeError, ValueError, AttributeError):
+        return repr(stack)[:300]
+
+
+def _same_record(a: Any, b: Any) -> bool:
+    """Strict equality of two stack records (a tensor or another type anywhere is a difference)."""
+    if type(a) is not type(b) and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_record(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_record(x, y) for x, y in zip(a, b))
+    return isinstance(a, (str, int, float, bool, type(None))) and a == b
+
+
+def _clone_tensors(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _clone_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_tensors(v) for v in obj]
+    return obj
 
 
 def check_state_dict(optimizer: Optimizer, state_dict: Any) -> None:
@@ -103,6 +125,17 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any) -> None:
         optimizer._check_state_dict(state_dict, "state_dict")
     else:
         check_torch_state_dict(optimizer, state_dict)
+
+
+def load_optimizer_state(optimizer: Optimizer, state_dict: Any) -> None:
+    """`optimizer.load_state_dict(state_dict)` for any optimizer, wrapper stack or plain torch, after
+    `check_state_dict`: a checkpoint that does not fit is a clear ValueError and changes nothing; the
+    optimizer keeps copies, never the checkpoint's own tensors."""
+    check_state_dict(optimizer, state_dict)
+    if isinstance(optimizer, DerivedOptimizer):
+        optimizer._apply_state_dict(state_dict)
+    else:
+        optimizer.load_state_dict(_clone_tensors(state_dict))
 
 
 def base_optimizer(optimizer: Optimizer) -> Optimizer:
@@ -271,6 +304,25 @@ class DerivedOptimizer(Optimizer):
         """Override: scalars (counters) saved next to the per-parameter state."""
         return {}
 
+    def _check_group_defaults(self, state_dict: dict[str, Any], where: str) -> None:
+        """The group keys this wrapper added (`weight_decay_rate`, `lazy`, ...) are in the saved base groups."""
+        if not self.defaults:
+            return
+        base_sd, path = state_dict, where
+        while isinstance(base_sd, dict) and "inner" in base_sd:
+            base_sd, path = base_sd["inner"], f"{path}['inner']"
+        for i, group in enumerate(base_sd["param_groups"]):
+            for key, default in self.defaults.items():
+                at = f"{path}['param_groups'][{i}][{key!r}]"
+                if key not in group:
+                    raise ValueError(f"{at} is missing: {type(self).__name__} needs it (the state comes from "
+                                     f"another stack)")
+                value = group[key]
+                if isinstance(default, bool):
+                    check_bool(at, value)
+                elif isinstance(default, (int, float)):
+                    check_float(at, value, low=0.0)
+
     def _check_param_state(self, saved: dict[int, dict[str, Any]], where: str) -> None:
         """Override: raise a ValueError if the per-parameter state is incomplete (called first)."""
 
@@ -302,7 +354,7 @@ class DerivedOptimizer(Optimizer):
             except (TypeError, ValueError):
                 raise ValueError(f"{where}['stack'] must be a list of (class name, hyperparameters) pairs, got "
                                  f"{state_dict['stack']!r:.200}") from None
-            if saved != mine:
+            if not _same_record(saved, mine):
                 raise ValueError(f"optimizer stack mismatch: {where} was saved from {_stack_str(saved)} but this "
                                  f"optimizer is {_stack_str(mine)}; load it into the same wrappers (same order and "
                                  f"hyperparameters) around the same base optimizer")
@@ -339,12 +391,14 @@ class DerivedOptimizer(Optimizer):
                                           or (kinds[key] is not bool and isinstance(value, bool))):
                     expected = kinds[key].__name__ if kinds is not None and key in kinds else f"one of {sorted(kinds)}"
                     raise ValueError(f"{at} is not {name} state: expected {expected}, got {type(value).__name__}")
-                if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[i].shape:
+                strict = kinds is not None                              # kexue's own per-parameter tensors
+                if isinstance(value, Tensor) and (value.dim() > 0 or strict) and value.shape != params[i].shape:
                     raise ValueError(f"{at} has shape {tuple(value.shape)} but the parameter has shape "
                                      f"{tuple(params[i].shape)}")
                 if isinstance(value, Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
                     raise ValueError(f"{at} holds non-finite values (a poisoned checkpoint)")
         self._check_param_state(saved, f"{where}['outer']['state']")
+        self._check_group_defaults(state_dict, where)
         self._check_extra_state({k: outer[k] for k in keys}, f"{where}['outer']")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
@@ -355,8 +409,8 @@ class DerivedOptimizer(Optimizer):
     def _apply_state_dict(self, state_dict: dict[str, Any]) -> None:
         if isinstance(self.inner, DerivedOptimizer):
             self.inner._apply_state_dict(state_dict["inner"])
-        else:
-            self.inner.load_state_dict(state_dict["inner"])
+        else:                                       # torch keeps the given tensors: copy, never alias the dict
+            self.inner.load_state_dict(_clone_tensors(state_dict["inner"]))
         outer = dict(state_dict["outer"])
         params = self._all_params()
         saved = outer.pop("state", {})
