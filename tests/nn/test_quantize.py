@@ -246,3 +246,12 @@ def test_empty_rank_under_data_parallel_does_not_crash_the_restart(monkeypatch):
     assert torch.isfinite(vq.codebook).all() and out.loss.item() == 0.0
     assert (vq.usage_ema >= 5.0).all()          # every code that fell below the threshold was restarted
     assert vq.codebook.shape == before.shape
+
+
+@pytest.mark.parametrize("eps", [1e-300, 1e-40])
+def test_ema_with_an_eps_that_rounds_to_zero_keeps_the_codebook_finite(eps):
+    """eps below float32's range made the Laplace-smoothed count of an unused code exactly 0: m / 0 = inf."""
+    vq = _vq(ema=True, eps=eps)
+    vq(torch.full((10, 4), 0.25))
+    assert torch.isfinite(vq.codebook).all()
+    assert vq(torch.randn(32, 4)).indices.unique().numel() > 1   # not collapsed onto one code

@@ -155,8 +155,11 @@ class VectorQuantizer(nn.Module):
             self.ema_count.lerp_(counts, 1 - self.decay)
             self.ema_sum.lerp_(sums, 1 - self.decay)
             n = self.ema_count.sum()  # >= (1 - decay) * batch size > 0: only non-empty batches get here
-            smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace smoothing, > 0
-            self.weight.copy_(self.ema_sum / smoothed[:, None])
+            eps = max(self.eps, torch.finfo(self.ema_count.dtype).tiny)  # an eps that rounds to 0 would give m / 0
+            smoothed = (self.ema_count + eps) / (n + self.num_codes * eps) * n  # Laplace smoothing, > 0
+            new = self.ema_sum / smoothed[:, None]
+            # guard: a code whose vector would overflow (tiny smoothed count) keeps its previous vector
+            self.weight.copy_(torch.where(torch.isfinite(new).all(1, keepdim=True), new, self.weight))
         if self.dead_code_threshold > 0:
             usage = torch.where(torch.isinf(self.usage_ema), counts, self.usage_ema)
             self.usage_ema.copy_(usage.lerp(counts, 1 - self.decay))
