@@ -101,7 +101,11 @@ def test_half_precision_input_is_computed_in_float32():
 
 
 def test_am_softmax_training_separates_groups():
-    """A few hundred steps on 4 Gaussian groups: same-group cosines exceed other-group ones by > margin."""
+    """A few hundred steps on 4 Gaussian groups: same-group cosines exceed other-group ones by > margin.
+
+    Measured over 5 seeds (data and init) x ATEN_CPU_CAPABILITY in {default, avx2, avx512}: the smallest
+    gap is 0.51 to 0.59 (identical across SIMD levels); the threshold 0.35 (the AM-Softmax margin) keeps 0.16."""
+    torch.manual_seed(0)                                  # the init no longer depends on which tests ran before
     g = torch.Generator().manual_seed(4)
     centers = torch.randn(4, 8, generator=g) * 2
     y = torch.arange(4).repeat_interleave(25)
