@@ -305,6 +305,7 @@ def test_half_precision_checkpoint_still_loads(bert_dir, tmp_path):
     ([[]], r"compound_tokens\[0\]"),
     ([["a"]], r"compound_tokens\[0\]"),
     ([[1.5]], r"compound_tokens\[0\]"),
+    ([[[1, 2], [1.0, 3.0]]], r"compound_tokens\[0\].*tuple"),          # a list where a tuple belongs
 ])
 def test_bad_compound_tokens(bert_dir, compound, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -179,6 +179,9 @@ def _check_vocab_args(keep_tokens, compound_tokens, vocab_size: int):
     for j, item in enumerate(compound_tokens):
         name = f"compound_tokens[{j}]"
         ids, weights = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+        if weights is None and isinstance(item, list) and item and all(isinstance(x, (list, tuple)) for x in item):
+            raise TypeError(f"{name} is a list of lists {str(item)[:80]}; write weighted entries as a tuple "
+                            "(ids, weights) and plain entries as a list of ids")
         ids = _token_ids(f"{name} (ids of the kept vocabulary)", ids, kept)
         if not ids:
             raise ValueError(f"{name}: each entry needs at least one token id, got []")
