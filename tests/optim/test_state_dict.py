@@ -225,3 +225,56 @@ def test_malformed_dicts_are_refused(kit):
     with pytest.raises(ValueError, match="stack"):
         opt.load_state_dict({**good, "stack": 3})
     assert opt.update_step == 2
+
+
+@pytest.mark.parametrize("where", ["adam", "slow", "ema"])
+def test_non_finite_state_is_refused_before_any_change(kit, where):
+    """A poisoned checkpoint (NaN in a moment, a slow weight or the EMA shadow) is refused, not trained on."""
+    def make(m):
+        return ExponentialMovingAverage(Lookahead(torch.optim.Adam(m.parameters(), lr=1e-2), k=2), 0.9)
+    a, b = kit.mlp(), kit.mlp()
+    oa, ob = make(a), make(b)
+    run(kit, a, oa, kit.batches(3))
+    run(kit, b, ob, kit.batches(3))
+    sd = oa.state_dict()
+    if where == "adam":
+        sd["inner"]["inner"]["state"][0]["exp_avg"][0, 0] = float("nan")
+    elif where == "slow":
+        sd["inner"]["outer"]["state"][1]["slow_param"][0] = float("inf")
+    else:
+        sd["outer"]["ema"]["shadow"][2][0] = float("nan")
+    before = full_state(b, ob)
+    with pytest.raises(ValueError, match="non-finite"):
+        ob.load_state_dict(sd)
+    assert same(before, full_state(b, ob))
+
+
+def test_loaded_state_never_aliases_the_checkpoint(kit):
+    """Loading one dict into two optimizers gives two independent states (torch alone shares the tensors)."""
+    data = kit.batches(6)
+    a = kit.mlp()
+    oa = Lookahead(torch.optim.Adam(a.parameters(), lr=1e-2), k=2)
+    run(kit, a, oa, data[:3])
+    sd = oa.state_dict()
+    results = []
+    for _ in range(2):
+        m = kit.mlp()
+        m.load_state_dict(a.state_dict())
+        opt = Lookahead(torch.optim.Adam(m.parameters(), lr=1e-2), k=2)
+        opt.load_state_dict(sd)
+        run(kit, m, opt, data[3:])
+        results.append(kit.snapshot(m))
+    assert all(torch.equal(p, q) for p, q in zip(*results))
+
+
+def test_load_optimizer_state_checks_plain_torch_optimizers(kit):
+    """The Trainer's entry point: Adam state into a plain SGD is refused before any change (torch alone
+    loads it and fails at the next step with KeyError: 'momentum')."""
+    from kexue.optim import load_optimizer_state
+    a, b = kit.mlp(), kit.mlp(seed=2)
+    sa, sb = adam_state(kit, a), sgd_state(kit, b)
+    before = full_state(b, sb)
+    with pytest.raises(ValueError, match="momentum"):
+        load_optimizer_state(sb, sa.state_dict())
+    assert same(before, full_state(b, sb))
+    load_optimizer_state(sb, sgd_state(kit, kit.mlp()).state_dict())
