@@ -401,3 +401,13 @@ def test_sharded_checkpoint_in_the_hub_cache_layout_loads(tmp_path, bert_dir):
         os.symlink(os.path.join("..", "..", "blobs", "sha-" + name), snap / name)
     loaded = kexue.models.read_state_dict(str(snap))
     assert all(torch.equal(loaded[k], state[k]) for k in state) and set(loaded) == set(state)
+
+
+def test_save_pretrained_removes_temp_files_of_a_killed_save(bert_dir, tmp_path):
+    model = kexue.build_transformer_model(bert_dir)
+    os.makedirs(tmp_path / "m")
+    for stale in (".tmp-model.safetensorsab12", ".tmp-config.jsoncd34"):
+        (tmp_path / "m" / stale).write_bytes(b"\0" * 100)
+    (tmp_path / "m" / "notes.txt").write_text("kept")
+    model.save_pretrained(str(tmp_path / "m"))
+    assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "model.safetensors", "notes.txt"]

@@ -247,6 +247,9 @@ def save_pretrained(net: nn.Module, directory: str | os.PathLike, allow_nonfinit
                              + "; ".join(bad[:20]) + "; refusing to write a poisoned checkpoint "
                              "(pass allow_nonfinite=True to write it anyway)")
     os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):     # temp files of a save that was killed before its os.replace
+        if name.startswith((".tmp-model.safetensors", ".tmp-config.json")):
+            os.remove(os.path.join(directory, name))
     keymap = fam.keymap(cfg)
     state = {keymap.to_hf(k): v for k, v in net.state_dict().items()}
     if fam.convert_out is not None:
