@@ -78,3 +78,13 @@ def test_empty_batch_and_sequence():
     assert ScaleShift(4)(torch.zeros(0, 4)).shape == (0, 4)
     with pytest.raises(TypeError, match="features"):
         ScaleShift(4.0)
+
+
+def test_conditional_ln_with_an_eps_that_rounds_to_zero_is_finite_on_a_constant_row():
+    """eps=1e-300 is 0 in float32: a constant row gave 0 * rsqrt(0) = NaN."""
+    cln = ConditionalLayerNorm(4, 3, eps=1e-300)
+    x = torch.ones(2, 5, 4, requires_grad=True)
+    y = cln(x, torch.randn(2, 3))
+    assert torch.isfinite(y).all()
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()

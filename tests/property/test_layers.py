@@ -60,11 +60,13 @@ def outcome(valid: bool, names, fn):
 @pytest.mark.timeout(60)
 @settings(max_examples=80)
 @given(num_codes=SIZE, dim=SIZE, ema=st.sampled_from([True, False, "yes", 1]), decay=REAL, N=DIM,
-       dead=st.sampled_from([0.0, 0.5]), seed=st.integers(0, 3))
-def test_vector_quantizer(num_codes, dim, ema, decay, N, dead, seed):
-    valid = is_int(num_codes) and is_int(dim) and isinstance(ema, bool) and is_real(decay, 0, 1, hi_open=True)
-    vq = outcome(valid, ["num_codes", "dim", "ema", "decay"],
-                 lambda: VectorQuantizer(num_codes, dim, ema=ema, decay=decay, dead_code_threshold=dead))
+       dead=st.sampled_from([0.0, 0.5]), seed=st.integers(0, 3),
+       eps=st.sampled_from([1e-5, 1e-5, 1e-300, 1e-40, 0.0, -1.0, float("nan")]))
+def test_vector_quantizer(num_codes, dim, ema, decay, N, dead, seed, eps):
+    valid = is_int(num_codes) and is_int(dim) and isinstance(ema, bool) and is_real(decay, 0, 1, hi_open=True) \
+        and is_real(eps, 0, lo_open=True)
+    vq = outcome(valid, ["num_codes", "dim", "ema", "decay", "eps"],
+                 lambda: VectorQuantizer(num_codes, dim, ema=ema, decay=decay, eps=eps, dead_code_threshold=dead))
     if vq is None:
         return
     torch.manual_seed(seed)

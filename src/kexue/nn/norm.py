@@ -57,7 +57,8 @@ class ConditionalLayerNorm(nn.Module):
         if self.hidden_dense is not None:
             cond = self.hidden_dense(cond)
             cond = cond if self.hidden_activation is None else self.hidden_activation(cond)
-        y = F.layer_norm(x, (self.hidden,), eps=self.eps)                    # LN0: no affine terms
+        eps = max(self.eps, torch.finfo(torch.float32).tiny)                 # an eps that rounds to 0: NaN on constant rows
+        y = F.layer_norm(x, (self.hidden,), eps=eps)                         # LN0: no affine terms
         if self.weight is not None:
             y = y * (self.weight + self.gamma_dense(cond))
         if self.bias is not None:
