@@ -199,3 +199,14 @@ def test_retrieval_arguments_checked_by_name(kw, exc, name):
     """chunk=0 was `range() arg 3 must not be zero`; ks=() a bare `max() arg is an empty sequence`."""
     with pytest.raises(exc, match=name):
         retrieval_topk_accuracy(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]), **kw)
+
+
+def test_arcface_gradient_finite_at_cos_one_with_a_tiny_eps():
+    """eps=1e-12 is lost in float32 (1 - 1e-12 == 1): acos'(1) = -inf gave NaN gradients when a feature equals
+    its class vector."""
+    cos = torch.tensor([[1.0, 0.2], [-1.0, 0.3]], requires_grad=True)
+    logits = margin_logits(cos, torch.tensor([0, 0]), kind="aam", margin=0.5, eps=1e-12)
+    logits.sum().backward()
+    assert torch.isfinite(logits).all() and torch.isfinite(cos.grad).all()
+    with pytest.raises(ValueError, match="eps"):
+        margin_logits(cos, torch.tensor([0, 0]), kind="aam", eps=0.0)

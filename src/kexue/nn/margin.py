@@ -50,6 +50,7 @@ def margin_logits(cos: Tensor, target: Tensor, kind: str = "am", scale: float = 
     keep cos wherever cos <= 0).  Half inputs are computed in float32; acos is clamped to [-1 + eps, 1 - eps]."""
     check_choice("kind", kind, _KINDS)
     scale, margin = check_float("scale", scale), check_float("margin", margin)
+    eps = check_float("eps", eps, 0.0, 0.5, low_open=True)
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"margin_logits: target must hold integer class ids, got dtype {target.dtype}")
     if cos.dim() != 2 or target.shape != cos.shape[:1]:
@@ -66,6 +67,7 @@ def margin_logits(cos: Tensor, target: Tensor, kind: str = "am", scale: float = 
     elif kind == "a_simple":
         gold = torch.minimum(c, 8 * c**4 - 8 * c**2 + 1)
     else:
+        eps = max(eps, torch.finfo(c.dtype).eps)  # 1 - eps must differ from 1: acos'(1) = -inf
         theta = torch.acos(c.clamp(-1 + eps, 1 - eps))
         phi = torch.cos(theta + margin)
         if easy_margin:
