@@ -85,3 +85,15 @@ def test_decay_factor_outside_0_1_is_refused_before_any_change():
     with pytest.raises(ValueError, match=r"weight_decay_rate \* lr = 5.0 must be in \[0, 1\]"):
         opt.step()
     assert torch.equal(p.detach(), torch.ones(2))
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(sigma=NAN), "sigma"), (dict(lr=NAN), "lr"), (dict(eta=INF), "eta"), (dict(mix=NAN), "mix"),
+    (dict(alpha=INF), "alpha"), (dict(alpha="fast"), "alpha"), (dict(num_samples="8"), "num_samples"),
+    (dict(num_samples=2.0), "num_samples"), (dict(base_sigma=NAN), "base_sigma"), (dict(antithetic="no"), "antithetic"),
+])
+def test_param_space_search_refuses_non_finite_and_mistyped_arguments(kw, name):
+    """(was: sigma=nan, lr=nan, eta=inf accepted; num_samples='8' a bare TypeError from a comparison)"""
+    from kexue.optim import ParamSpaceSearch
+    with pytest.raises((ValueError, TypeError), match=name):
+        ParamSpaceSearch([nn.Parameter(torch.zeros(2))], **kw)

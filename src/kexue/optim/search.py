@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from kexue._validate import check_bool, check_float, check_int
+
 __all__ = ["importance_weights", "effective_sample_size", "ParamSpaceSearch", "sampled_update"]
 
 
@@ -59,15 +61,20 @@ class ParamSpaceSearch(torch.optim.Optimizer):
     def __init__(self, params, num_samples: int = 8, alpha: float | str = 1.0, sigma: float = 1e-3, eta: float = 1.0,
                  mix: float = 0.5, lr: float = 1.0, base_sigma: float | None = None, antithetic: bool = False,
                  include_zero_candidate: bool = True, generator: torch.Generator | None = None):
-        if num_samples < 1 or (antithetic and num_samples % 2):
-            raise ValueError(f"ParamSpaceSearch: num_samples must be >= 1 (even when antithetic), got {num_samples}")
-        if not (alpha == "auto" or (isinstance(alpha, (int, float)) and alpha > 0)):
-            raise ValueError(f"ParamSpaceSearch: alpha must be > 0 or 'auto', got {alpha!r}")
-        if sigma <= 0 or eta < 0 or not 0 <= mix <= 1 or lr < 0:
-            raise ValueError(f"ParamSpaceSearch: need sigma > 0, eta >= 0, 0 <= mix <= 1, lr >= 0, got "
-                             f"sigma={sigma}, eta={eta}, mix={mix}, lr={lr}")
-        if base_sigma is not None and base_sigma <= 0:
-            raise ValueError(f"ParamSpaceSearch: base_sigma must be > 0 or None, got {base_sigma}")
+        check_bool("antithetic", antithetic)
+        check_bool("include_zero_candidate", include_zero_candidate)
+        check_int("num_samples", num_samples, low=1)
+        if antithetic and num_samples % 2:
+            raise ValueError(f"ParamSpaceSearch: num_samples must be even when antithetic, got {num_samples}")
+        if not (isinstance(alpha, str) and alpha == "auto"):
+            if isinstance(alpha, str):
+                raise ValueError(f"ParamSpaceSearch: alpha must be > 0 or 'auto', got {alpha!r}")
+            alpha = check_float("alpha", alpha, low=0.0, low_open=True)
+        sigma = check_float("sigma", sigma, low=0.0, low_open=True)
+        eta, mix = check_float("eta", eta, low=0.0), check_float("mix", mix, 0.0, 1.0)
+        lr = check_float("lr", lr, low=0.0)
+        if base_sigma is not None:
+            base_sigma = check_float("base_sigma", base_sigma, low=0.0, low_open=True)
         super().__init__(params, dict(sigma=sigma, eta=eta))
         self.num_samples, self.alpha, self.mix, self.lr = num_samples, alpha, float(mix), float(lr)
         self.base_sigma, self.antithetic = base_sigma, antithetic
