@@ -157,3 +157,8 @@ def test_build_flags_must_be_bools(flag):
 def test_rotary_needs_an_even_head_dim():
     with pytest.raises(ValueError, match=r"hidden_size=2.*num_heads=2.*1"):
         build({**BERT, "model_type": "roformer"}, hidden_size=2, num_attention_heads=2)
+
+
+def test_huge_rotary_table_refused():
+    with pytest.raises(ValueError, match="max_position.*parameters"):
+        build({**BERT, "model_type": "roformer"}, max_position_embeddings=2 ** 28)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,7 +185,7 @@ class TransformerConfig:
         E, C, I = self.embed_dim, self.hidden_size, self.intermediate_size
         inner = self.num_heads * (self.head_dim or C // self.num_heads)
         tables = {"vocab_size": (self.vocab_size, E), "intermediate_size": (I, C), "hidden_size": (C, max(C, inner)),
-                  "num_heads": (inner, C), "max_position": (self.max_position if self.position == "learned" else 0, E),
+                  "num_heads": (inner, C), "max_position": (self.max_position if self.position in ("learned", "rotary") else 0, E),
                   "type_vocab_size": (self.type_vocab_size, E), "relative_buckets": (self.relative_buckets, self.num_heads),
                   "max_relative_position": ((2 * self.max_relative_position + 1) if self.position == "nezha" else 0,
                                             inner // self.num_heads)}
