@@ -80,3 +80,18 @@ def test_restart_policy_resets_lookahead_adam(kit):
     assert not opt.inner.state and opt.update_step == 0
     assert all(torch.equal(opt.state[p]["slow_param"], best[n]) for n, p in model.named_parameters())
     assert opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_lookahead_refuses_save_and_reset_while_slow_weights_are_swapped_in(kit):
+    """Inside `with la.slow_weights():` the parameters hold φ: a checkpoint or a restart taken there would
+    lose the fast weights θ (was: saved silently)."""
+    model = kit.mlp()
+    opt = Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=5)
+    run(kit, model, opt, kit.batches(3))
+    with opt.slow_weights():
+        with pytest.raises(RuntimeError, match="swap_back"):
+            opt.state_dict()
+        with pytest.raises(RuntimeError, match="swap_back"):
+            reset_state(opt)
+    assert opt.update_step == 3 and opt.inner.state
+    opt.state_dict()
