@@ -212,3 +212,14 @@ def test_histogram_with_no_observed_time_is_an_error_not_nan():
         traj.time_average(burn_in=5.0)
     with pytest.raises(ValueError, match="species"):
         traj.time_weighted_histogram(3)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("grid", [np.array([0.0, np.nan]), np.array([0.0, np.inf]), np.array([1.0, 0.5]),
+                                  np.zeros((2, 2)), np.array([-1.0, 0.5])])
+def test_bad_grids_are_refused(grid):
+    """A NaN grid made t_max = NaN for record='grid' (a hang); an unsorted one gave silently wrong states."""
+    with pytest.raises(ValueError, match="grid"):
+        birth_death().simulate([1], record="grid", grid=grid)
+    with pytest.raises(ValueError, match="grid"):
+        simulate_ensemble(birth_death(), [1], t_max=1.0, n_runs=2, grid=grid)

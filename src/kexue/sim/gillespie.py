@@ -139,6 +139,7 @@ class ReactionSystem:
             raise ValueError(f"simulate: record must be 'events' or 'grid', got {record!r}")
         if record == "grid" and grid is None:
             raise ValueError("simulate: record='grid' needs a grid of times")
+        grid = _check_grid(grid)
         if t_max is None and max_events is None:
             raise ValueError("simulate: give t_max, max_events or both")
         if t_max is not None:  # inf or NaN would never stop a system that does not absorb
@@ -152,6 +153,16 @@ class ReactionSystem:
             return on_grid
         return Trajectory(np.asarray(times), np.asarray(states, dtype=np.int64),
                           float(times[-1] if t_max == np.inf else t_max))
+
+
+def _check_grid(grid) -> np.ndarray | None:
+    """Observation times: a finite, non-negative, non-decreasing 1-D array (the event loop walks it in order)."""
+    if grid is None:
+        return None
+    g = np.asarray(grid, dtype=float)
+    if g.ndim != 1 or not np.all(np.isfinite(g)) or (g < 0).any() or (np.diff(g) < 0).any():
+        raise ValueError(f"grid must be a finite, non-negative, non-decreasing 1-D array of times, got {g.tolist()}")
+    return g
 
 
 def _integer_state(x0, num_species: int) -> np.ndarray:
@@ -278,6 +289,7 @@ def simulate_ensemble(system: ReactionSystem, x0, t_max: float, n_runs: int, see
     """n_runs independent runs from x0 to t_max, vectorised; time averages over [burn_in, t_max]
     are accumulated on the fly (no event storage).  One Generator stream (seed) drives all runs."""
     n_runs = check_int("n_runs", n_runs, 1)
+    grid = _check_grid(grid)
     t_max = check_float("t_max", t_max, 0.0, low_open=True)  # finite: inf or NaN would never stop
     burn_in = check_float("burn_in", burn_in, 0.0)
     if not burn_in < t_max:
