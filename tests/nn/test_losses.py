@@ -199,3 +199,9 @@ def test_mean_over_an_empty_batch_is_zero_not_nan(name):
 def test_arguments_checked_by_name(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+def test_multilabel_target_other_than_01_is_refused():
+    """0.5 in the target was read as a positive class by bool()."""
+    with pytest.raises(ValueError, match="target"):
+        multilabel_categorical_crossentropy(torch.zeros(1, 3), torch.tensor([[1.0, 0.5, 0.0]]))

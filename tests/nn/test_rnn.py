@@ -191,3 +191,24 @@ def test_observations_to_grid_checks_step_and_size(h, steps, exc, name):
     """h = 0 was a bare ZeroDivisionError."""
     with pytest.raises(exc, match=name):
         observations_to_grid([0.0, 0.2], torch.ones(2, 1), h, steps)
+
+
+def test_masks_other_than_01_are_refused():
+    """A 0.5 in a mask was read as a real token (bool()) by MaskedBiRNN; unroll failed inside torch.where."""
+    rnn = torch.nn.GRU(3, 4, batch_first=True, bidirectional=True)
+    with pytest.raises(ValueError, match="mask"):
+        MaskedBiRNN(rnn)(torch.zeros(1, 2, 3), torch.tensor([[1.0, 0.5]]))
+    with pytest.raises(ValueError, match="mask"):
+        unroll(SimpleRNNCell(3, 4), torch.zeros(1, 2, 3), [torch.zeros(1, 4)], mask=torch.tensor([[1.0, 0.5]]))
+    y, _, _ = unroll(SimpleRNNCell(3, 4), torch.ones(1, 2, 3), [torch.zeros(1, 4)], mask=torch.tensor([[1.0, 0.0]]))
+    y_ref, _, _ = unroll(SimpleRNNCell(3, 4), torch.ones(1, 2, 3), [torch.zeros(1, 4)],
+                         mask=torch.tensor([[True, False]]))
+    assert y.shape == (1, 4) and y_ref.shape == (1, 4)
+
+
+@pytest.mark.parametrize("kw, exc, name", [(dict(epochs=1.5), TypeError, "epochs"), (dict(epochs=-1), ValueError, "epochs"),
+                                           (dict(lr=float("nan")), ValueError, "lr"), (dict(lr=0.0), ValueError, "lr")])
+def test_fit_ode_arguments_checked_by_name(kw, exc, name):
+    model = ParametricODE(lambda x, p: -p["k"] * x, {"k": 1.0})
+    with pytest.raises(exc, match=name):
+        fit_ode(model, [1.0], [0.0, 0.5], torch.tensor([[1.0], [0.6]]), h=0.1, steps=5, **kw)

@@ -168,6 +168,8 @@ def multilabel_categorical_crossentropy(logits: Tensor, target: Tensor, mask: Te
         raise ValueError(f"multilabel_categorical_crossentropy: logits {tuple(logits.shape)} and target "
                          f"{tuple(target.shape)} differ")
     s = logits.float()
+    if target.dtype != torch.bool and ((target != 0) & (target != 1)).any():
+        raise ValueError("multilabel_categorical_crossentropy: target must hold only 0/1, got other values")
     pos = target.bool()
     keep = torch.ones_like(pos) if mask is None else mask.bool().expand_as(pos)
     neg_inf = torch.tensor(float("-inf"), device=s.device)

@@ -21,11 +21,19 @@ __all__ = ["unroll", "SimpleRNNCell", "MaskedBiRNN", "ODEStepper", "ParametricOD
 StepFn = Callable[[Tensor, list], tuple[Tensor, list]]
 
 
+def _bool_mask(mask: Tensor) -> Tensor:
+    """A 0/1 mask (bool, int or float) as bool; any other value is an error, never read as True."""
+    if mask.dtype != torch.bool and ((mask != 0) & (mask != 1)).any():
+        raise ValueError("mask must hold only 0/1 (True = real step), got other values")
+    return mask.bool()
+
+
 def unroll(step_fn: StepFn, inputs: Tensor, initial_states: Sequence[Tensor], batch_first: bool = True,
            mask: Tensor | None = None) -> tuple[Tensor, Tensor, list[Tensor]]:
     """Run `step_fn(x_t, states) -> (y_t, new_states)` over time: inputs [B, T, ...] -> (last output,
     outputs [B, T, ...], final states). mask [B, T] (True = real): at pads the states and output are carried."""
     x = inputs if batch_first else inputs.transpose(0, 1)
+    mask = None if mask is None else _bool_mask(mask)
     states, outputs, y = list(initial_states), [], None
     for t in range(x.shape[1]):
         y_new, new_states = step_fn(x[:, t], states)
@@ -69,6 +77,7 @@ class MaskedBiRNN(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
         """x [B, n, input], mask [B, n] (True = real) -> (outputs [B, n, 2 * hidden], final states)."""
         B, n = mask.shape
+        mask = _bool_mask(mask)
         lengths = mask.long().sum(1)
         if x.shape[:2] != (B, n) or not torch.equal(mask.bool(), torch.arange(n, device=mask.device) < lengths[:, None]):
             raise ValueError(f"mask must be a [B, n] = {tuple(x.shape[:2])} right-padding prefix, got shape "
@@ -186,6 +195,7 @@ def fit_ode(model: ParametricODE, x0: Tensor, times: Sequence[float], values: Te
             deriv_clip: float | None = 1e5, callback: Callable[[int, float], None] | None = None) -> dict:
     """Fit the ODE parameters by backprop through the unrolled solver (the article's recipe: Euler, masked
     squared error, Adam). optimizer: "adam" (Keras eps 1e-7) or "lbfgs" (strong-Wolfe line search)."""
+    epochs, lr = check_int("epochs", epochs, 0), check_float("lr", lr, 0.0, low_open=True)
     dtype = model.theta.dtype
     x0 = torch.as_tensor(x0, dtype=dtype).reshape(1, -1)
     target, mask = observations_to_grid(times, torch.as_tensor(values, dtype=dtype), h, steps)
