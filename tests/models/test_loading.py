@@ -411,3 +411,16 @@ def test_save_pretrained_removes_temp_files_of_a_killed_save(bert_dir, tmp_path)
     (tmp_path / "m" / "notes.txt").write_text("kept")
     model.save_pretrained(str(tmp_path / "m"))
     assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "model.safetensors", "notes.txt"]
+
+
+def test_bin_with_a_flipped_data_byte_is_refused(bert_dir, tmp_path):
+    """torch.load never checks the zip's CRC-32s; a flipped weight byte used to load silently."""
+    state = load_file(os.path.join(bert_dir, "model.safetensors"))
+    raw = bytearray(_bin_bytes(bert_dir, tmp_path))
+    key = "bert.encoder.layer.0.output.dense.weight"
+    at = bytes(raw).find(state[key].numpy().tobytes()[:64])
+    assert at > 0
+    raw[at + 10] ^= 0x40
+    d = _weights_dir(bert_dir, tmp_path, "pytorch_model.bin", bytes(raw))
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin.*CRC"):
+        kexue.build_transformer_model(d)

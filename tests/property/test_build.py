@@ -98,6 +98,10 @@ def saved():
     model.save_pretrained(folder)
     with open(os.path.join(folder, "model.safetensors"), "rb") as f, open(os.path.join(folder, "config.json"), "rb") as g:
         weights, config = f.read(), g.read()
+    with safe_open(os.path.join(folder, "model.safetensors"), framework="pt") as f:
+        torch.save({k: f.get_tensor(k) for k in f.keys()}, os.path.join(folder, "pytorch_model.bin"))
+    with open(os.path.join(folder, "pytorch_model.bin"), "rb") as f:
+        weights = {"model.safetensors": weights, "pytorch_model.bin": f.read()}
     yield Saved((folder, weights, config, {k: v.clone() for k, v in model.state_dict().items()}))
     shutil.rmtree(folder)
 
@@ -111,7 +115,7 @@ def _rewrite(path, edit, keep_metadata):
 def _check(folder, ref, extra_names=()):
     """Load: a clear error naming the file or a key, or weights bitwise equal to the saved ones."""
     keys = tuple(ref) + tuple(extra_names)
-    with valid_or_clear_error("model.safetensors", "config", *keys):
+    with valid_or_clear_error("model.safetensors", "pytorch_model.bin", "config", *keys):
         model = kexue.build_transformer_model(folder, with_mlm=True)
         got = model.state_dict()
         assert set(got) == set(ref)
@@ -120,14 +124,15 @@ def _check(folder, ref, extra_names=()):
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=120)
-@given(kind=st.sampled_from(["truncate", "flip", "zero_run", "append"]), where=st.floats(0, 1, exclude_max=True),
+@settings(max_examples=200)
+@given(name=st.sampled_from(["model.safetensors", "pytorch_model.bin"]),
+       kind=st.sampled_from(["truncate", "flip", "zero_run", "append"]), where=st.floats(0, 1, exclude_max=True),
        bits=st.integers(1, 255), length=st.integers(1, 64))
-def test_byte_level_corruption_is_caught(saved, tmp_path_factory, kind, where, bits, length):
+def test_byte_level_corruption_is_caught(saved, tmp_path_factory, name, kind, where, bits, length):
     folder, weights, config, ref = saved
     d = tmp_path_factory.mktemp("c")
-    pos = int(where * len(weights))
-    data = bytearray(weights)
+    pos = int(where * len(weights[name]))
+    data = bytearray(weights[name])
     if kind == "truncate":
         data = data[:pos]
     elif kind == "flip":
@@ -136,7 +141,7 @@ def test_byte_level_corruption_is_caught(saved, tmp_path_factory, kind, where, b
         data[pos:pos + length] = bytes(len(data[pos:pos + length]))
     else:
         data += bytes([bits]) * length
-    (d / "model.safetensors").write_bytes(bytes(data))
+    (d / name).write_bytes(bytes(data))
     (d / "config.json").write_bytes(config)
     _check(str(d), ref)
 
@@ -148,7 +153,7 @@ def test_byte_level_corruption_is_caught(saved, tmp_path_factory, kind, where, b
 def test_tensor_level_corruption_is_caught(saved, tmp_path_factory, kind, pick, keep_metadata):
     folder, weights, config, ref = saved
     d = tmp_path_factory.mktemp("c")
-    (d / "model.safetensors").write_bytes(weights)
+    (d / "model.safetensors").write_bytes(weights["model.safetensors"])
     (d / "config.json").write_bytes(config)
     with safe_open(str(d / "model.safetensors"), framework="pt") as f:
         keys = sorted(f.keys())
@@ -192,7 +197,7 @@ def test_config_corruption_is_valid_or_clear(saved, tmp_path_factory, kind, wher
     """A corrupted config.json: a clear error (naming config.json or the key), or a model that loads."""
     folder, weights, config, ref = saved
     d = tmp_path_factory.mktemp("c")
-    (d / "model.safetensors").write_bytes(weights)
+    (d / "model.safetensors").write_bytes(weights["model.safetensors"])
     pos = int(where * len(config))
     if kind == "truncate":
         data = config[:pos]

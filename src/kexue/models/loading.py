@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -193,6 +194,7 @@ def _read_file(path: str) -> dict[str, Tensor]:
         raise CheckpointError(f"weights file {path!r} is empty (0 bytes): an interrupted download or copy?")
     if path.endswith(".safetensors"):
         return _read_safetensors(path)
+    _check_zip_crc(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # EOFError, zip / pickle errors, OSError on a zeroed tail, weights_only refusals
@@ -205,6 +207,21 @@ def _read_file(path: str) -> dict[str, Tensor]:
     if bad:
         raise CheckpointError(f"{path!r} must map weight names to tensors; these entries are not: " + ", ".join(bad[:20]))
     return state
+
+
+def _check_zip_crc(path: str) -> None:
+    """torch.save writes a zip whose members carry CRC-32s that torch.load never checks: check them, so a
+    flipped or zeroed byte in the data is an error rather than a silently different weight."""
+    if not zipfile.is_zipfile(path):
+        return                                   # legacy format or damaged directory: torch.load reports it
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"PyTorch weights file {path!r} is corrupt: {type(e).__name__}: {e}") from e
+    if bad is not None:
+        raise CheckpointError(f"PyTorch weights file {path!r} is corrupt: member {bad!r} fails its CRC-32 check "
+                              "(flipped or zeroed bytes)")
 
 
 def _read_safetensors(path: str) -> dict[str, Tensor]:
