@@ -16,6 +16,11 @@ written outermost first, is
                     torch.optim.Adam(params, lr))))))))
 
 `extend_with(Adam, "weight_decay", "layer_adaptation", ...)` builds the same chain innermost first.
+
+Checkpoints and restarts of a whole stack: `state_dict()` records the stack (`describe_stack`) and resumes
+exactly (mid accumulation cycle too); `load_optimizer_state(opt, sd)` (any optimizer) and `load_state_dict`
+check everything first and change nothing on a mismatch; `reset_state(opt)` clears every level;
+`last_step_updated(opt)` says whether the last `step()` changed the weights.
 """
 from kexue.ops import piecewise_linear
 from kexue.optim.accumulation import GradientAccumulation, SchedulerOnUpdate, no_sync_if_accumulating
