@@ -97,3 +97,27 @@ def test_param_space_search_refuses_non_finite_and_mistyped_arguments(kw, name):
     from kexue.optim import ParamSpaceSearch
     with pytest.raises((ValueError, TypeError), match=name):
         ParamSpaceSearch([nn.Parameter(torch.zeros(2))], **kw)
+
+
+def test_step_and_helper_arguments_are_checked():
+    """(was: num_samples=nan poisoned every gradient with NaN; radius=nan accepted; directions='4' and
+    params=[1] bare TypeErrors/AttributeErrors; SchedulerOnUpdate took anything)"""
+    from kexue.optim import SchedulerOnUpdate, smoothness_probe
+    p = nn.Parameter(torch.ones(2))
+    opt = GradientAccumulation(torch.optim.SGD([p], lr=0.1), 2, sample_weighted=True)
+    p.grad = torch.ones(2)
+    for bad in (NAN, INF, -1, 0, "3"):
+        with pytest.raises((ValueError, TypeError), match="num_samples"):
+            opt.step(num_samples=bad)
+    assert opt.micro_step == 0
+    loss = lambda: (p ** 2).sum()                                 # noqa: E731
+    for kw, name in ((dict(radius=NAN), "radius"), (dict(directions="4"), "directions"),
+                     (dict(directions=0), "directions")):
+        with pytest.raises((ValueError, TypeError), match=name):
+            smoothness_probe(loss, [p], **kw)
+    with pytest.raises(TypeError, match="params must be tensors"):
+        LazyUpdate(torch.optim.SGD([p], lr=0.1), params=[1])
+    with pytest.raises(TypeError, match="scheduler"):
+        SchedulerOnUpdate(object(), torch.optim.SGD([p], lr=0.1))
+    with pytest.raises(TypeError, match="optimizer"):
+        SchedulerOnUpdate(torch.optim.lr_scheduler.StepLR(torch.optim.SGD([p], lr=0.1), 1), "adam")

@@ -92,9 +92,9 @@ class GradientAccumulation(DerivedOptimizer):
             with torch.enable_grad():
                 closure()
         if self.sample_weighted:
-            if num_samples is None or isinstance(num_samples, bool) or num_samples <= 0:
-                raise ValueError(f"num_samples must be a positive int with sample_weighted=True, got {num_samples!r}")
-            weight = float(num_samples)
+            if num_samples is None:
+                raise ValueError("num_samples must be a positive int with sample_weighted=True, got None")
+            weight = check_float("num_samples", num_samples, low=0.0, low_open=True)
         else:
             weight = 1.0
         self.micro_step += 1
@@ -196,6 +196,10 @@ class SchedulerOnUpdate:
     """Step an LR scheduler only after real updates of `optimizer` (https://kexue.fm/archives/6794)."""
 
     def __init__(self, scheduler: Any, optimizer: Optimizer) -> None:
+        if not callable(getattr(scheduler, "step", None)):
+            raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.scheduler = scheduler
         self.optimizer = optimizer
 

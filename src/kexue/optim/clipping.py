@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from kexue._validate import check_bool, check_choice, check_float
+from kexue._validate import check_bool, check_choice, check_float, check_int
 from kexue.optim.base import DerivedOptimizer, delta_independent_of_params
 
 __all__ = ["clip_scale", "clip_grads_", "GradientClipping", "ClipGrad", "smoothness_probe"]
@@ -148,8 +148,8 @@ def smoothness_probe(loss_fn: Callable[[], Tensor], params: Iterable[Tensor], di
     `loss_fn()` evaluates the loss at the current values of `params`; they are restored bit-exactly.
     """
     params = [p for p in params]
-    if directions < 1 or radius <= 0:
-        raise ValueError(f"directions must be >= 1 and radius > 0, got directions={directions}, radius={radius}")
+    check_int("directions", directions, low=1)
+    check_float("radius", radius, low=0.0, low_open=True)
 
     def grads() -> list[Tensor]:
         with torch.enable_grad():

@@ -53,6 +53,8 @@ class LazyUpdate(DerivedOptimizer):
         owned = {id(p) for p in self._all_params()}
         self._designated: set[int] = set()
         for p in params or []:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"params must be tensors of the wrapped optimizer, got {type(p).__name__}")
             if id(p) not in owned:
                 raise ValueError(f"params must be parameters of the wrapped optimizer; got a tensor of shape "
                                  f"{tuple(p.shape)} that is in none of its param_groups")
