@@ -48,6 +48,7 @@ def register_model(name: str, *, config_from_hf, keymap, convert_in=None, conver
             if n in _FAMILIES:
                 raise ValueError(f"model family {n!r} is registered twice")
             _FAMILIES[n] = fam
+        cls.family = fam             # a directly constructed model (BERT(cfg)) knows its family and saves
         return cls
     return wrap
 

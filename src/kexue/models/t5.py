@@ -262,6 +262,8 @@ class T5(nn.Module):
         from ..generation import generate
         return generate(self, input_ids, **kwargs)
 
-    def save_pretrained(self, directory: str) -> None:
+    def save_pretrained(self, directory: str, allow_nonfinite: bool = False) -> None:
+        """HF-format config.json + model.safetensors that `transformers` loads back; NaN/inf weights are
+        refused unless `allow_nonfinite=True`."""
         from .registry import save_pretrained
-        save_pretrained(self, directory)
+        save_pretrained(self, directory, allow_nonfinite=allow_nonfinite)

@@ -401,10 +401,11 @@ class Transformer(nn.Module):
             out["rotary_value"] = cfg.rotary_value
         return out
 
-    def save_pretrained(self, directory: str) -> None:
-        """HF-format config.json + model.safetensors that `transformers` loads back."""
+    def save_pretrained(self, directory: str, allow_nonfinite: bool = False) -> None:
+        """HF-format config.json + model.safetensors that `transformers` loads back; NaN/inf weights are
+        refused unless `allow_nonfinite=True`."""
         from .registry import save_pretrained
-        save_pretrained(self, directory)
+        save_pretrained(self, directory, allow_nonfinite=allow_nonfinite)
 
     def generate(self, input_ids: Tensor, **kwargs: Any) -> Any:
         """Convenience wrapper for `kexue.generation.generate(self, input_ids, ...)`."""
