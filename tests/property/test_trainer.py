@@ -3,6 +3,8 @@ accumulation (trainer- and optimizer-level), EMA and data kinds, equals the unin
 bad arguments to Trainer, fit, the callbacks and DataGenerator give clear errors naming the argument."""
 import math
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -129,6 +131,15 @@ def test_bad_callback_and_generator_arguments_give_clear_errors(tmp_path_factory
     for k in ("path", "filename"):
         if k in kw and k != name:
             kw[k] = str(tmp_path_factory.mktemp("cb") / kw[k])
+    cwd = os.getcwd()                  # generated relative paths (and default ones) land in a temp folder
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        _build_and_fit(cls, kw, name)
+    finally:
+        os.chdir(cwd)
+
+
+def _build_and_fit(cls, kw, name):
     with valid_or_clear_error(name):
         cb = cls(**kw)
         if cls is DataGenerator:
