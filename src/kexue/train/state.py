@@ -1,19 +1,17 @@
 """Checkpoint validation and all-or-nothing loading for the Trainer (https://kexue.fm/archives/6794).
 
-A checkpoint is checked against the trainer BEFORE anything is changed (model keys and shapes, optimizer
-kind and parameter groups, scheduler presence, callbacks, batch size and accumulation); the load itself then
+A checkpoint is checked against the trainer BEFORE anything is changed (model keys and shapes, the optimizer
+by `kexue.optim.check_state_dict`, scheduler presence, callbacks, batch size and accumulation); the load itself then
 runs under a snapshot of every piece of state, so a load that still fails half-way changes nothing.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["REQUIRED_KEYS", "check_model_state", "check_optimizer_state", "check_callback_keys", "snapshot",
-           "restore"]
+__all__ = ["REQUIRED_KEYS", "check_model_state", "check_callback_keys", "snapshot", "restore"]
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "scaler", "global_step", "epoch", "batch_in_epoch",
                  "per_rank", "callbacks")
@@ -37,56 +35,6 @@ def check_model_state(saved: dict, current: dict) -> None:
     if bad:
         raise ValueError("checkpoint model does not match the trainer's model: shape mismatch for "
                          + "; ".join(bad[:5]))
-
-
-def _group_keys(group: dict) -> set:
-    return set(group) - {"params", "initial_lr"}
-
-
-def check_optimizer_state(saved: Any, current: Any, where: str = "optimizer") -> None:
-    """The saved optimizer state_dict has the structure of the trainer optimizer's: the same wrapper chain
-    ({"inner", "outer"} levels), the same kind of torch optimizer (its group hyper-parameter names), groups,
-    parameter counts, per-parameter state names and tensor shapes."""
-    if isinstance(current, dict) and {"inner", "outer"} <= set(current):          # a kexue.optim wrapper
-        if not isinstance(saved, dict) or set(saved) != set(current):
-            raise ValueError(f"checkpoint {where} state is not for this optimizer: expected a wrapper state "
-                             f"with keys {sorted(current)}, got {_describe(saved)}")
-        # the wrapper's own keys (some present only mid-cycle) are checked by its load_state_dict, which also
-        # validates before changing anything; the kind of the innermost torch optimizer is checked here
-        check_optimizer_state(saved["inner"], current["inner"], where + ".inner")
-        return
-    if not (isinstance(current, dict) and "param_groups" in current and "state" in current):
-        return                                                     # an unknown optimizer: the rollback covers it
-    if not isinstance(saved, dict) or "param_groups" not in saved or "state" not in saved:
-        raise ValueError(f"checkpoint {where} state is not for this optimizer: expected a torch optimizer "
-                         f"state_dict with 'state' and 'param_groups', got {_describe(saved)}")
-    sg, cg = saved["param_groups"], current["param_groups"]
-    if len(sg) != len(cg):
-        raise ValueError(f"checkpoint {where} has {len(sg)} parameter groups, this optimizer has {len(cg)}")
-    for i, (a, b) in enumerate(zip(sg, cg)):
-        if len(a["params"]) != len(b["params"]):
-            raise ValueError(f"checkpoint {where} group {i} holds {len(a['params'])} parameters, this optimizer's "
-                             f"holds {len(b['params'])}")
-        if _group_keys(a) != _group_keys(b):
-            raise ValueError(f"checkpoint {where} state is for another kind of optimizer: group {i} "
-                             f"hyper-parameters {sorted(_group_keys(a))}, this optimizer has {sorted(_group_keys(b))}")
-    _check_param_states(saved["state"], current["state"], where)
-
-
-def _check_param_states(saved: dict, current: dict, where: str) -> None:
-    for i in set(saved) & set(current):
-        a, b = saved[i], current[i]
-        if set(a) != set(b):
-            raise ValueError(f"checkpoint {where} state of parameter {i} holds {sorted(a)}, this optimizer "
-                             f"keeps {sorted(b)} (another optimizer?)")
-        for k, v in b.items():
-            if isinstance(v, Tensor) and v.dim() and (not isinstance(a[k], Tensor) or a[k].shape != v.shape):
-                raise ValueError(f"checkpoint {where} state {k!r} of parameter {i} has shape "
-                                 f"{tuple(getattr(a[k], 'shape', ()))}, expected {tuple(v.shape)}")
-
-
-def _describe(x: Any) -> str:
-    return f"keys {sorted(map(str, x))}" if isinstance(x, dict) else type(x).__name__
 
 
 def check_callback_keys(saved: dict, current: list[str]) -> None:

@@ -33,11 +33,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .._validate import check_bool, check_choice, check_float, check_int
-from ..optim.base import last_step_updated
+from ..optim.base import check_state_dict, last_step_updated, load_optimizer_state
 from .callbacks import Callback, CallbackList, History, TerminateOnNaN
 from .checkpoint import ModelCheckpoint, atomic_save, get_rng_state, remove_stale_temp_files, set_rng_state
 from .data import build_loader, num_batches, prepare_user_loader
-from .state import (REQUIRED_KEYS, check_callback_keys, check_model_state, check_optimizer_state, restore,
+from .state import (REQUIRED_KEYS, check_callback_keys, check_model_state, restore,
                     snapshot)
 from .distributed import gather_objects, setup_distributed
 from .meter import Meter, batch_size_of, concat_outputs, to_device
@@ -458,7 +458,7 @@ class Trainer:
             if state["optimizer"] is None:
                 raise ValueError("the checkpoint has no optimizer state (saved by a Trainer with optimizer=None) "
                                  f"but this trainer has {type(self.optimizer).__name__}")
-            check_optimizer_state(state["optimizer"], self.optimizer.state_dict())
+            check_state_dict(self.optimizer, state["optimizer"])   # kexue.optim: wrappers and plain torch
         if state["scheduler"] is not None and self.scheduler is None:
             raise ValueError("the checkpoint has a scheduler state but the trainer has scheduler=None")
         if state["scheduler"] is None and self.scheduler is not None:
@@ -501,7 +501,7 @@ class Trainer:
     def _apply_state(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])
         if self.optimizer is not None:               # a trainer without optimizer (evaluation) takes the rest
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"])
         if state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
