@@ -345,15 +345,15 @@ def _bin_bytes(bert_dir, tmp_path):
     return (tmp_path / "ok.bin").read_bytes()
 
 
-@pytest.mark.parametrize("corrupt", ["empty", "half", "zero_tail", "text", "json"])
-@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])
+# A zeroed data tail of a foreign safetensors file is valid data (the format has no checksum): not in the list.
+@pytest.mark.parametrize("name, corrupt", [(n, c) for n in ("model.safetensors", "pytorch_model.bin")
+                                           for c in ("empty", "half", "zero_tail", "text", "json")
+                                           if (n, c) != ("model.safetensors", "zero_tail")])
 def test_corrupt_weights_file_is_a_checkpoint_error(bert_dir, tmp_path, name, corrupt):
     raw = (open(os.path.join(bert_dir, "model.safetensors"), "rb").read() if name.endswith("safetensors")
            else _bin_bytes(bert_dir, tmp_path))
     data = {"empty": b"", "half": raw[: len(raw) // 2], "zero_tail": raw[:-4096] + bytes(4096),
             "text": b"hello, not weights", "json": b'{"a": 1}'}[corrupt]
-    if corrupt == "zero_tail" and name.endswith("safetensors"):
-        pytest.skip("a zeroed data tail of a foreign safetensors file is valid data (no checksum to compare)")
     d = _weights_dir(bert_dir, tmp_path, name, data)
     with pytest.raises(CheckpointError, match=name.replace(".", r"\.")) as info:
         kexue.build_transformer_model(d)
