@@ -100,7 +100,12 @@ def _qa_task(n, rng):
 
 def test_slot_reader_learns_synthetic_reading_comprehension():
     """300 steps (~10 s on a quiet 2-core box); constrained decoding reads the span and beats (or ties) the
-    plain per-slot argmax."""
+    plain per-slot argmax.
+
+    Mechanism, checked per question: a correct plain answer is a passage span whose every token is allowed,
+    so the constrained decoder returns it too. Threshold, measured over 5 seeds x ATEN_CPU_CAPABILITY in
+    {default, avx2, avx512}: constrained accuracy 0.52 to 0.95 (seed 1 is the slow learner; 0.77-0.82 for
+    seed 0), untrained 0.02; the bar 0.35 sits well below the worst seed."""
     rng = random.Random(0)
     reader = MLMSlotReader(_tiny_bert(VOCAB, hidden=128), MASK, SEP, CLS, num_slots=4)
     opt = torch.optim.Adam(reader.parameters(), 2e-3)
@@ -118,10 +123,12 @@ def test_slot_reader_learns_synthetic_reading_comprehension():
     constrained = plain = 0
     for q, p, a in test:
         got, _ = reader.answer(q, [p])
-        constrained += list(got) == a
         ids = torch.tensor([reader.build_inputs(q, p)["input_ids"]])
         with torch.no_grad():
             arg = reader(ids).slot_logits[0].argmax(-1).tolist()
-        plain += (arg[:arg.index(SEP)] if SEP in arg else arg) == a
-    assert constrained / len(test) >= 0.7
+        plain_right = (arg[:arg.index(SEP)] if SEP in arg else arg) == a
+        assert list(got) == a or not plain_right, (q, p, a, got, arg)
+        constrained += list(got) == a
+        plain += plain_right
+    assert constrained / len(test) >= 0.35
     assert constrained >= plain
