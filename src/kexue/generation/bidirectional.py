@@ -105,8 +105,8 @@ class SyncBidirectionalBeamSearch:
         self.model, self.bos, self.eos, self.pad = model, bos_id, eos_id, pad_id
         self.k, self.max_len, self.reduce, self.length_penalty = beam_size, max_len, partner_reduce, length_penalty
         # L2R never emits PAD or BOS; R2L never emits PAD or EOS (its terminator is BOS)
-        self.banned_l2r = check_token_ids("banned_l2r", banned_l2r, None) if banned_l2r is not None else [pad_id, bos_id]
-        self.banned_r2l = check_token_ids("banned_r2l", banned_r2l, None) if banned_r2l is not None else [pad_id, eos_id]
+        self.banned_l2r = [pad_id, bos_id] if banned_l2r is None else check_token_ids("banned_l2r", banned_l2r, None)
+        self.banned_r2l = [pad_id, eos_id] if banned_r2l is None else check_token_ids("banned_r2l", banned_r2l, None)
 
     def _check_step(self, p_l: Tensor, p_r: Tensor, n: int) -> int:
         """Both directions' probabilities [n, V], finite and >= 0; the special / banned ids inside V."""

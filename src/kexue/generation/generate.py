@@ -203,7 +203,7 @@ def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attent
     if kind == "unilm" and new_segment is None:
         if seg_limit is not None and seg_limit < 2:
             raise ValueError(f"a UniLM model gives generated tokens segment 1 (new_segment), but this model embeds "
-                             f"only segments [0, {seg_limit}); pass new_segment or use a model with type_vocab_size >= 2")
+                             f"only segments [0, {seg_limit}); pass new_segment or use type_vocab_size >= 2")
         new_segment = 1
     if new_segment is not None:
         new_segment = check_int("new_segment", new_segment, 0, None if seg_limit is None else seg_limit - 1)
