@@ -208,6 +208,17 @@ def test_sampling_hooks_are_checked(kw, name):
         dec.random_sample([torch.zeros(1)], 2, **kw)
 
 
+def test_decoder_names_predict_and_allowed_next_when_they_return_nonsense():
+    x = [torch.zeros(2)]
+    for bad in ((torch.zeros(2, 3), None, None), [[0.0, 1.0]] * 2):
+        with pytest.raises((ValueError, TypeError), match="predict"):
+            AutoRegressiveDecoder(None, 0, 2, predict=lambda i, o, s, bad=bad: bad).greedy(x)
+    dec = AutoRegressiveDecoder(None, 0, 2, predict=lambda i, o, s: torch.zeros(o.shape[0], 3))
+    for allowed in (lambda o, b: torch.ones(o.shape[0], 4, dtype=torch.bool), lambda o, b: [[True] * 3] * 2):
+        with pytest.raises(ValueError, match="allowed_next"):
+            dec.greedy(x, allowed_next=allowed)
+
+
 def test_decoder_output_buffer_is_checked_against_memory():
     dec = AutoRegressiveDecoder(None, 0, 10**13, predict=lambda i, o, s: torch.zeros(o.shape[0], 3))
     with pytest.raises(ValueError, match="maxlen=10000000000000.*GiB"):

@@ -85,6 +85,12 @@ def test_bidirectional_strong_length_penalty_stays_finite():
     assert score == pytest.approx(3 * math.log(0.6) * 4 ** 70, rel=1e-5)
 
 
+def test_bidirectional_sizes_are_checked_against_memory():
+    search = SyncBidirectionalBeamSearch(_uniform(), BOS, EOS, beam_size=10**5, max_len=10**6)
+    with pytest.raises(ValueError, match=r"beam_size=100000 with max_len=1000000 .*GiB"):
+        search([3])                                                             # was an allocator error
+
+
 def test_slot_decode_bad_inputs():
     index = NgramIndex([5, 6, 7])
     with pytest.raises(ValueError, match="slot_probs"):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_choice, check_int
-from .limits import check_length_penalty, check_token_id, check_token_ids
+from .limits import check_fits_memory, check_length_penalty, check_token_id, check_token_ids
 
 __all__ = ["make_r2l_targets", "SyncBidirectionalBeamSearch"]
 
@@ -148,6 +148,8 @@ class SyncBidirectionalBeamSearch:
         if src.dim() != 1 or src.numel() == 0:
             raise ValueError(f"src_ids must be a non-empty 1-D id sequence, got shape {tuple(src.shape)}")
         k = self.k
+        check_fits_memory(f"beam_size={k} with max_len={self.max_len}", 8 * (k * k + 2 * k) * (self.max_len + 1),
+                          src.device)                                    # token rows of both sides and all pairs
         enc = self.model.encode(src[None])
         enc = enc.index_select(torch.zeros(k * k, dtype=torch.long, device=src.device))
         L = _Side(k, self.bos, self.eos, self.max_len, self.pad, self.banned_l2r, src.device)

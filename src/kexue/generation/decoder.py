@@ -100,7 +100,11 @@ class AutoRegressiveDecoder:
                 banned_ids=None, rep_penalty=1.0, allowed_next=None):
         """Run predict and apply every constraint: returns processed logits [N, V] (fp32) and states."""
         out = self.predict(inputs, output_ids, states)
+        if isinstance(out, tuple) and len(out) != 2:
+            raise ValueError(f"predict must return scores or (scores, states), got a tuple of {len(out)} items")
         scores, states = out if isinstance(out, tuple) else (out, states)
+        if not isinstance(scores, Tensor):
+            raise TypeError(f"predict must return a tensor of scores [N, V], got {type(scores).__name__}")
         if scores.dim() == 3:
             scores = scores[:, -1]
         N = output_ids.shape[0]
@@ -124,7 +128,12 @@ class AutoRegressiveDecoder:
         if self.end_id is not None and step + 1 < self.minlen:
             scores = ban_tokens(scores, [self.end_id])
         if allowed_next is not None:
-            scores = restrict_tokens(scores, allowed_next(output_ids, batch_index))
+            allowed = allowed_next(output_ids, batch_index)
+            if not isinstance(allowed, Tensor) or allowed.dtype != torch.bool or allowed.shape != scores.shape:
+                raise ValueError(f"allowed_next must return a bool tensor of shape {tuple(scores.shape)}, got "
+                                 f"{getattr(allowed, 'dtype', type(allowed).__name__)} "
+                                 f"{tuple(getattr(allowed, 'shape', ()))}")
+            scores = restrict_tokens(scores, allowed)
         scores = apply_temperature(scores, temperature)
         dead = torch.isneginf(scores).all(-1) & live
         if dead.any():
