@@ -57,7 +57,9 @@ class _ModelDecoder(AutoRegressiveDecoder):
                              logits_to_keep=1)
             return out.logits[:, -1], (cache, pos[:, -1:] + 1)
         cache, pos = states
-        out = self.model(output_ids[:, -1:], segment_ids=new_seg, position_ids=pos, cache=cache)
+        last = output_ids[:, -1:]                                                   # [N, 1], always real tokens
+        out = self.model(last, segment_ids=new_seg, attention_mask=torch.ones_like(last), position_ids=pos,
+                         cache=cache)
         return out.logits[:, -1], (cache, pos + 1)
 
     def _new_segments(self, seg: Tensor, N: int) -> Tensor:
@@ -89,9 +91,10 @@ def _kind(model) -> str:
     return app
 
 
-def _check_prompt(input_ids, attention_mask, V: int) -> Tensor:
+def _check_prompt(input_ids, attention_mask, V: int, model=None) -> Tensor:
     """input_ids [B, n] integer ids in [0, V); attention_mask [B, n] of 0/1 with a real token in every row.
-    Returns the mask (ones when none is given) on input_ids' device."""
+    Returns the mask on input_ids' device; when none is given, the model's own default (encoder-side and UniLM
+    models mask the config's pad id, as their forward does; causal LMs see every token)."""
     if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.numel() == 0:
         raise ValueError(f"input_ids must be a non-empty [B, n] tensor, got {getattr(input_ids, 'shape', input_ids)}")
     if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
@@ -100,7 +103,10 @@ def _check_prompt(input_ids, attention_mask, V: int) -> Tensor:
     if lo < 0 or hi >= V:
         raise ValueError(f"input_ids contain ids in [{lo}, {hi}], outside the vocabulary [0, {V})")
     if attention_mask is None:
-        return torch.ones_like(input_ids)
+        default = getattr(model, "default_attention_mask", None)
+        attention_mask = default(input_ids) if default is not None else None
+        if attention_mask is None:
+            return torch.ones_like(input_ids)
     if not isinstance(attention_mask, Tensor):
         raise TypeError(f"attention_mask must be a tensor [B, n] or None, got {type(attention_mask).__name__}")
     mask = attention_mask.to(input_ids.device)
@@ -167,7 +173,7 @@ def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attent
     kind = _kind(model)
     cfg = model.config
     V = cfg.vocab_size
-    mask = _check_prompt(input_ids, attention_mask, V)
+    mask = _check_prompt(input_ids, attention_mask, V, model)
     B, n = input_ids.shape
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
     min_new_tokens = check_int("min_new_tokens", min_new_tokens, 0, max_new_tokens)

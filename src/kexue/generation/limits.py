@@ -50,20 +50,19 @@ def position_offset(model) -> int:
 
 
 def check_positions(model, prompt_len: int, max_new_tokens: int) -> int:
-    """Prompt + generated tokens must fit the absolute position table, if the model has one.
+    """Prompt + generated tokens must fit the model's position table (learned or rotary), if it has one.
 
     The last generated token is never fed back, so a run uses prompt_len + max_new_tokens - 1 positions,
-    starting at the model's `position_offset`. Returns that offset (0 for models without a table)."""
-    table = getattr(getattr(model, "embeddings", None), "position", None)
-    if table is None:                                   # rotary / relative / T5: no table to overflow
-        return position_offset(model) if hasattr(model, "default_positions") else 0
-    offset = position_offset(model)
-    limit = table.num_embeddings
-    room = limit - offset - prompt_len + 1
+    starting at the model's `position_offset`. Returns that offset (0 for models without positions)."""
+    offset = position_offset(model) if hasattr(model, "default_positions") else 0
+    max_length = model.max_length() if hasattr(model, "max_length") else None
+    if max_length is None:                              # relative / T5: no table to overflow
+        return offset
+    room = max_length - prompt_len + 1
     if max_new_tokens > room:
         raise ValueError(f"max_new_tokens={max_new_tokens} with a prompt of length {prompt_len} needs "
                          f"{prompt_len + max_new_tokens - 1} positions (from {offset}), but the model's position "
-                         f"table holds max_position={limit}; use max_new_tokens <= {max(room, 0)}"
+                         f"table holds max_position={max_length + offset}; use max_new_tokens <= {max(room, 0)}"
                          + (" or a shorter prompt" if room < 1 else ""))
     return offset
 
