@@ -170,3 +170,54 @@ def test_dtype_argument_of_the_wrong_kind_is_named():
     with pytest.raises(TypeError, match="dtype must be a numpy dtype or None, got 'nope'"):
         sequence_padding_nd([[1]], dtype="nope")
     assert sequence_padding_nd([[1], [2, 3]], dtype="float32").dtype == np.float32
+
+
+def _pad_by_hand(rows, value):
+    """Right-pad lists of numbers to the longest, the closed form of one padded field."""
+    n = max(len(r) for r in rows)
+    return [list(r) + [value] * (n - len(r)) for r in rows]
+
+
+def test_collate_padded_builds_nested_tuples_bert4keras_style():
+    ids = [[101, 7, 102], [101, 102], [101, 5, 6, 102]]
+    segs = [[0, 0, 0], [0, 0], [0, 0, 1, 1]]
+    ys = [1, 0, 1]
+    (b_ids, b_segs), b_y = collate_padded([((i, s), y) for i, s, y in zip(ids, segs, ys)],
+                                          pad_values={(0, 1): 9})
+    assert b_ids.tolist() == _pad_by_hand(ids, 0) and b_segs.tolist() == _pad_by_hand(segs, 9)
+    assert b_y.tolist() == ys and b_ids.dtype == torch.long
+    # a whole sub-structure addressed by its path: every leaf under it takes the value
+    (b_ids, b_segs), _ = collate_padded([((i, s), y) for i, s, y in zip(ids, segs, ys)], pad_values={0: 4})
+    assert b_ids.tolist() == _pad_by_hand(ids, 4) and b_segs.tolist() == _pad_by_hand(segs, 4)
+
+
+def test_collate_padded_dicts_of_tuples_and_dicts_of_dicts():
+    samples = [{"inputs": ([1, 2], {"mask": [1, 1]}), "labels": [3, 4], "span": (0, 1)},
+               {"inputs": ([5], {"mask": [1]}), "labels": [6], "span": (1, 1)}]
+    out = collate_padded(samples, pad_values={"labels": -100, ("inputs", 1, "mask"): 0, ("inputs", 0): 8})
+    assert out["inputs"][0].tolist() == [[1, 2], [5, 8]]
+    assert out["inputs"][1]["mask"].tolist() == [[1, 1], [1, 0]]
+    assert out["labels"].tolist() == [[3, 4], [6, -100]]
+    assert out["span"].tolist() == [[0, 1], [1, 1]]               # a tuple of numbers below the top is a leaf
+
+
+def test_collate_padded_keeps_namedtuples():
+    from collections import namedtuple
+    Pair = namedtuple("Pair", "ids y")
+    out = collate_padded([Pair([1, 2], 0), Pair([3], 1)], pad_values={0: 5})
+    assert isinstance(out, Pair) and out.ids.tolist() == [[1, 2], [3, 5]] and out.y.tolist() == [0, 1]
+
+
+def test_collate_padded_nested_errors_name_the_field_path():
+    with pytest.raises(ValueError, match=r"field \(0, 1\): sample 1 has shape \(2, 3\), expected \(n, 4\)"):
+        collate_padded([(([1], torch.ones(1, 4)), 0), (([2], torch.ones(2, 3)), 1)])
+    with pytest.raises(ValueError, match=r"sample 1 at field 'inputs' has keys \['a'\], expected \['mask'\]"):
+        collate_padded([{"inputs": {"mask": [1]}}, {"inputs": {"a": [1]}}])
+    with pytest.raises(ValueError, match=r"sample 1 at field 0 is not a tuple of 2 fields"):
+        collate_padded([(([1], [2]), 0), (([1], [2], [3]), 1)])
+    with pytest.raises(KeyError, match=r"pad_values key 'label' addresses no field.*'labels'"):
+        collate_padded([{"ids": [1], "labels": [2]}], pad_values={"label": -100})
+    with pytest.raises(ValueError, match=r"pad_values\[\(0, 1\)\]=0.5 .*int64"):
+        collate_padded([(([1], [2]), 0)], pad_values={(0, 1): 0.5})
+    with pytest.raises(TypeError, match="pad_values must be a dict"):
+        collate_padded([[1]], pad_values=[(0, 1)])
