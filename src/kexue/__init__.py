@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 __all__ = ["build_transformer_model", "CheckpointError", "Tokenizer", "SpTokenizer", "load_vocab", "__version__"]
 
 # Subpackages imported on first access (`kexue.optim.WeightDecay` after a bare `import kexue`), as numpy/scipy do.
-_SUBPACKAGES = ("compress", "data", "explain", "generation", "models", "nn", "ops", "optim", "regularizers", "sim",
-                "tokenizers", "train")
+_SUBPACKAGES = ("compress", "corpus", "data", "explain", "generation", "metrics", "models", "nn", "ode", "ops", "optim",
+                "regularizers", "sim", "tokenizers", "train")
 
 
 def __getattr__(name: str):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kexue.nn.margin import (
-    AMSoftmaxLoss, ArcFaceLoss, CosineClassifier, MarginSoftmaxLoss, margin_logits, retrieval_topk_accuracy,
+    AMSoftmaxLoss, ArcFaceLoss, CosineClassifier, MarginSoftmaxLoss, margin_logits,
 )
 
 
@@ -122,26 +122,6 @@ def test_am_softmax_training_separates_groups():
     assert (gold - other).min() > 0.35
 
 
-def test_retrieval_topk_on_hand_built_groups():
-    """3 groups on 3 axes; sentence 6 of group 2 points to group 0's axis, so only k >= 3 finds its group."""
-    e = torch.eye(3)
-    vectors = torch.stack([e[0], e[0] + 0.1 * e[1], e[1], e[1] + 0.1 * e[2], e[2], e[2] + 0.1 * e[0], e[0] + 0.2 * e[2]])
-    groups = torch.tensor([0, 0, 1, 1, 2, 2, 2])
-    acc = retrieval_topk_accuracy(vectors, groups, ks=(1, 2, 3))
-    assert acc == {1: 6 / 7, 2: 6 / 7, 3: 1.0}
-    # without excluding itself every query trivially finds its own group at rank 0
-    assert retrieval_topk_accuracy(vectors, groups, ks=(1,), exclude_self=False)[1] == 1.0
-    # exclusion is by index: two identical vectors of different groups still exclude only themselves
-    dup = retrieval_topk_accuracy(torch.stack([e[0], e[0], e[1]]), torch.tensor([0, 1, 1]), ks=(1,))
-    assert dup[1] == 0.0
-
-
-def test_retrieval_chunked_equals_full():
-    g = torch.Generator().manual_seed(11)
-    v, grp = torch.randn(100, 8, generator=g), torch.randint(0, 10, (100,), generator=g)
-    assert retrieval_topk_accuracy(v, grp, chunk=7) == retrieval_topk_accuracy(v, grp, chunk=4096)
-
-
 @pytest.mark.parametrize("call, match", [
     (lambda: MarginSoftmaxLoss("cos"), "kind"),
     (lambda: MarginSoftmaxLoss("am", scale=0.0), "scale"),
@@ -191,14 +171,6 @@ def test_empty_batch_loss_is_zero_not_nan(reduction):
 def test_arguments_checked_by_name(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
-
-
-@pytest.mark.parametrize("kw, exc, name", [(dict(chunk=0), ValueError, "chunk"), (dict(ks=(1.5,)), TypeError, "ks"),
-                                           (dict(ks=()), ValueError, "ks")])
-def test_retrieval_arguments_checked_by_name(kw, exc, name):
-    """chunk=0 was `range() arg 3 must not be zero`; ks=() a bare `max() arg is an empty sequence`."""
-    with pytest.raises(exc, match=name):
-        retrieval_topk_accuracy(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]), **kw)
 
 
 def test_arcface_gradient_finite_at_cos_one_with_a_tiny_eps():

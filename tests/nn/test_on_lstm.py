@@ -1,10 +1,9 @@
 """ON-LSTM (https://kexue.fm/archives/6621): cumax, hard-gate cases, LSTM limit, soft-argmax identity,
-parameter count, tree building, gradient check."""
+parameter count, gradient check (tree building: tests/metrics/test_parsing.py)."""
 import pytest
 import torch
 
-from kexue.nn.on_lstm import (ONLSTM, ONLSTMCell, build_tree, cumax, syntactic_distance, tree_to_spans,
-                              unlabeled_f1)
+from kexue.nn.on_lstm import ONLSTM, ONLSTMCell, cumax, syntactic_distance
 
 
 def test_cumax_properties():
@@ -95,19 +94,6 @@ def test_dropconnect_is_per_sequence_and_off_in_eval():
     torch.testing.assert_close(model(x)[0], model(x)[0])
     model.train()
     assert not torch.equal(model(x)[0], model(x)[0])
-
-
-def test_build_tree_cases():
-    assert build_tree([0.1, 0.9, 0.2, 0.3], list("abcd")) == ["a", ["b", ["c", "d"]]]
-    assert build_tree([0.5], ["x"]) == "x"
-    assert build_tree([0.9, 0.1, 0.2], list("abc")) == ["a", ["b", "c"]]
-    assert build_tree([0.1, 0.2, 0.9], list("abc")) == [["a", "b"], "c"]
-    assert build_tree([0.3, 0.7, 0.7, 0.1], list("abcd")) == ["a", ["b", [["c", "d"]][0]]]   # ties -> first max
-    assert tree_to_spans(["a", ["b", ["c", "d"]]]) == {(0, 4), (1, 4), (2, 4)}
-    assert unlabeled_f1({(0, 4), (1, 4)}, {(0, 4), (0, 2)}) == 0.5
-    assert unlabeled_f1(set(), set()) == 1.0
-    with pytest.raises(ValueError, match="equal length"):
-        build_tree([0.1], ["a", "b"])
 
 
 def test_gradcheck_three_step_unroll():

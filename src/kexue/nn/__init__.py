@@ -1,4 +1,7 @@
-"""Layers, losses and tools of the articles; the attention and KV cache every model uses."""
+"""Layers and losses of the articles and their functional forms; the attention and KV cache every model uses.
+
+Evaluation helpers live in `kexue.metrics`, ODE solvers in `kexue.ode`, corpus statistics in `kexue.corpus`;
+the names used across modules are listed in docs/naming.md."""
 from .attention import MultiHeadAttention, mask_to_bias
 from .capsule import squash, Capsule, capsule_lengths, margin_loss, EMRouting, em_m_step
 from .crf import CRF
@@ -10,14 +13,14 @@ from .losses import (
     multilabel_categorical_crossentropy, masked_cross_entropy
 )
 from .margin import (
-    CosineClassifier, margin_logits, MarginSoftmaxLoss, AMSoftmaxLoss, ArcFaceLoss, retrieval_topk_accuracy
+    CosineClassifier, margin_logits, MarginSoftmaxLoss, AMSoftmaxLoss, ArcFaceLoss
 )
 from .nce import (
-    nce_loss, NCELoss, NoiseDistribution, UnigramSampler, GaussianNoise, negative_sampling_loss, SkipGramNS,
-    pmi_matrix
+    nce_loss, NCELoss, NoiseDistribution, UnigramSampler, GaussianNoiseDistribution, negative_sampling_loss,
+    SkipGramNS
 )
 from .norm import ConditionalLayerNorm, ScaleShift
-from .on_lstm import cumax, ONLSTMCell, ONLSTM, syntactic_distance, build_tree, tree_to_spans, unlabeled_f1
+from .on_lstm import cumax, ONLSTMCell, ONLSTM, syntactic_distance
 from .pooling import AttentionPooling1d, MaskedMaxPool1d, MaskedAvgPool1d
 from .position import sinusoidal_table, RotaryEmbedding, nezha_relative_table, T5RelativeBias
 from .quantize import straight_through, code_perplexity, VQOutput, VectorQuantizer
@@ -25,9 +28,7 @@ from .reparam import (
     normal_rsample, reparameterize, GaussianHead, sample_gumbel, gumbel_max_sample, gumbel_softmax,
     TemperatureSchedule, score_function_surrogate, exact_discrete_expectation, categorical_kl_to_uniform
 )
-from .rnn import (
-    unroll, SimpleRNNCell, MaskedBiRNN, ODEStepper, ParametricODE, observations_to_grid, masked_mse, fit_ode
-)
+from .rnn import unroll, SimpleRNNCell, MaskedBiRNN
 from .sparse_attention import (
     sparse_attention_mask, allowed_pairs, sparse_attention, record_score_shapes, SparseSelfAttention,
     AtrousSelfAttention, LocalSelfAttention, StridedSelfAttention
@@ -38,15 +39,15 @@ __all__ = [
     'em_m_step', 'CRF', 'DilatedGatedConv1d', 'DGCNNBlock', 'DGCNN', 'FeedForward', 'activation', 'KVCache',
     'kl_std_normal', 'kl_diag_normals', 'ClassPrior', 'VAELoss', 'focal_loss', 'binary_focal_loss',
     'multilabel_categorical_crossentropy', 'masked_cross_entropy', 'CosineClassifier', 'margin_logits',
-    'MarginSoftmaxLoss', 'AMSoftmaxLoss', 'ArcFaceLoss', 'retrieval_topk_accuracy', 'nce_loss', 'NCELoss',
-    'NoiseDistribution', 'UnigramSampler', 'GaussianNoise', 'negative_sampling_loss', 'SkipGramNS', 'pmi_matrix',
-    'ConditionalLayerNorm', 'ScaleShift', 'cumax', 'ONLSTMCell', 'ONLSTM', 'syntactic_distance', 'build_tree',
-    'tree_to_spans', 'unlabeled_f1', 'AttentionPooling1d', 'MaskedMaxPool1d', 'MaskedAvgPool1d',
+    'MarginSoftmaxLoss', 'AMSoftmaxLoss', 'ArcFaceLoss', 'nce_loss', 'NCELoss',
+    'NoiseDistribution', 'UnigramSampler', 'GaussianNoiseDistribution', 'negative_sampling_loss', 'SkipGramNS',
+    'ConditionalLayerNorm', 'ScaleShift', 'cumax', 'ONLSTMCell', 'ONLSTM', 'syntactic_distance',
+    'AttentionPooling1d', 'MaskedMaxPool1d', 'MaskedAvgPool1d',
     'sinusoidal_table', 'RotaryEmbedding', 'nezha_relative_table', 'T5RelativeBias', 'straight_through',
     'code_perplexity', 'VQOutput', 'VectorQuantizer', 'normal_rsample', 'reparameterize', 'GaussianHead',
     'sample_gumbel', 'gumbel_max_sample', 'gumbel_softmax', 'TemperatureSchedule', 'score_function_surrogate',
     'exact_discrete_expectation', 'categorical_kl_to_uniform', 'unroll', 'SimpleRNNCell', 'MaskedBiRNN',
-    'ODEStepper', 'ParametricODE', 'observations_to_grid', 'masked_mse', 'fit_ode', 'sparse_attention_mask',
+    'sparse_attention_mask',
     'allowed_pairs', 'sparse_attention', 'record_score_shapes', 'SparseSelfAttention', 'AtrousSelfAttention',
     'LocalSelfAttention', 'StridedSelfAttention'
 ]

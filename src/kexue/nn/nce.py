@@ -4,7 +4,7 @@
 Density estimation becomes classification of data (label 1) against k noise samples per datum (label 0)
 with logit s(x) = G(x) - gamma - log(k U(x)); at the optimum e^{G - gamma} is the data density and gamma
 = log Z.  Without the log(k U) correction (the author's sigma(G - gamma), and negative sampling) the model
-learns the density *ratio* p/U instead: for skip-gram that is PMI - log k.
+learns the density *ratio* p/U instead: for skip-gram that is PMI - log k (`kexue.corpus.pmi_matrix`).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from kexue._validate import check_choice, check_float, check_int
 from kexue.nn._reduce import mean_or_zero
 
 __all__ = [
-    "nce_loss", "NCELoss", "NoiseDistribution", "UnigramSampler", "GaussianNoise",
-    "negative_sampling_loss", "SkipGramNS", "pmi_matrix",
+    "nce_loss", "NCELoss", "NoiseDistribution", "UnigramSampler", "GaussianNoiseDistribution",
+    "negative_sampling_loss", "SkipGramNS",
 ]
 
 
@@ -80,8 +80,9 @@ class NoiseDistribution(Protocol):
     def log_prob(self, x: Tensor) -> Tensor: ...
 
 
-class GaussianNoise:
-    """Isotropic N(mean, std^2 I) noise over [..., dim] (dim=None: scalar samples) for continuous toys."""
+class GaussianNoiseDistribution:
+    """NCE noise distribution N(mean, std^2 I) over [..., dim] (dim=None: scalar samples) for continuous toys.
+    (Not the input-noise layer `kexue.regularizers.GaussianNoise`.)"""
 
     def __init__(self, std: float = 1.0, mean: float = 0.0, dim: int | None = None):
         std, mean = check_float("std", std, 0.0, low_open=True), check_float("mean", mean)
@@ -201,21 +202,3 @@ class SkipGramNS(nn.Module):
     def similarity(self) -> Tensor:
         """[V, V] learned u_i . v_j, the quantity that fits PMI(i, j) - log k."""
         return self.inp.weight @ self.out.weight.T
-
-
-def pmi_matrix(cooccurrence: Tensor, shift_k: int | None = None, smoothing_power: float = 1.0) -> Tensor:
-    """PMI(i, j) = log p(i, j) / (p(i) p_alpha(j)) from a [V, V] count matrix, minus log k when shift_k is
-    given (SGNS's fixed point, Levy & Goldberg 2014).  p_alpha: context counts ** smoothing_power.
-    Zero counts give -inf."""
-    c = torch.as_tensor(cooccurrence, dtype=torch.float64)
-    if c.dim() != 2 or not torch.isfinite(c).all() or (c < 0).any() or c.sum() <= 0:
-        raise ValueError(f"pmi_matrix: cooccurrence must be a finite non-negative 2-D matrix with a positive sum, "
-                         f"got shape {tuple(c.shape)}")
-    if shift_k is not None:
-        shift_k = check_int("shift_k", shift_k, 1)
-    smoothing_power = check_float("smoothing_power", smoothing_power, 0.0)
-    p = c / c.sum()
-    pi = p.sum(1, keepdim=True)
-    pj = p.sum(0, keepdim=True) ** smoothing_power
-    pmi = p.log() - pi.log() - (pj / pj.sum()).log()
-    return pmi - (math.log(shift_k) if shift_k else 0.0)

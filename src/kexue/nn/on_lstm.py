@@ -3,11 +3,10 @@
 c_t = w * (f * c_{t-1} + i * g) + (F - w) * c_{t-1} + (I - w) * g,  w = F * I, with the master forget gate
 F = cumax(.) (rising to 1) and master input gate I = mirrored cumax (falling from 1; or 1 - cumax, the
 paper's form), each over `levels` units repeated `chunk_size` times. Syntactic distance d_t = 1 - mean(F_t);
-trees are built top-down by splitting at the largest distance.
+`kexue.metrics.build_tree` builds trees from it top-down by splitting at the largest distance.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +14,7 @@ from torch import Tensor, nn
 
 from kexue._validate import check_bool, check_choice, check_float, check_int
 
-__all__ = ["cumax", "ONLSTMCell", "ONLSTM", "syntactic_distance", "build_tree", "tree_to_spans", "unlabeled_f1"]
+__all__ = ["cumax", "ONLSTMCell", "ONLSTM", "syntactic_distance"]
 
 
 def cumax(x: Tensor, dim: int = -1, direction: str = "l2r") -> Tensor:
@@ -139,46 +138,3 @@ class ONLSTM(nn.Module):
             info["master_input"] = [g[1] for g in gates]
         out = x if self.batch_first else x.transpose(0, 1)
         return out, (torch.stack(hs), torch.stack(cs)), info
-
-
-def build_tree(distances: Sequence[float], tokens: Sequence) -> Any:
-    """Greedy top-down binarisation (Ordered-Neurons `build_tree`): split at the first maximum k into
-    tree(x_<k) and [x_k, tree(x_>k)]; a single token is returned as itself."""
-    if len(distances) != len(tokens) or len(tokens) == 0:
-        raise ValueError(f"distances and tokens must be non-empty and of equal length, got {len(distances)} "
-                         f"and {len(tokens)}")
-    if len(tokens) == 1:
-        return tokens[0]
-    d = [float(v) for v in distances]
-    k = d.index(max(d))
-    right = tokens[k] if k == len(tokens) - 1 else [tokens[k], build_tree(d[k + 1:], tokens[k + 1:])]
-    return right if k == 0 else [build_tree(d[:k], tokens[:k]), right]
-
-
-def tree_to_spans(tree: Any) -> set[tuple[int, int]]:
-    """Constituent spans (start, end-exclusive) of length >= 2 of a nested-list tree (leaves = non-lists)."""
-    spans: set[tuple[int, int]] = set()
-
-    def walk(node, start: int) -> int:
-        if not isinstance(node, (list, tuple)):
-            return start + 1
-        end = start
-        for child in node:
-            end = walk(child, end)
-        if end - start >= 2:
-            spans.add((start, end))
-        return end
-
-    walk(tree, 0)
-    return spans
-
-
-def unlabeled_f1(pred_spans: set, gold_spans: set) -> float:
-    """Unlabelled bracket F1; two empty span sets score 1."""
-    if not pred_spans and not gold_spans:
-        return 1.0
-    hit = len(set(pred_spans) & set(gold_spans))
-    if hit == 0:
-        return 0.0
-    p, r = hit / len(pred_spans), hit / len(gold_spans)
-    return 2 * p * r / (p + r)
