@@ -73,7 +73,7 @@ def test_t5_decoder_cache(tmp_path):
         enc = model.encode(ids, mask)
         full = model.decode(dec, enc, mask).logits
         inc = torch.cat([model.decode(dec[:, t:t + 1], enc, mask, cache=cache).logits for t in range(6)], 1)
-    assert cache.cross[0] is not None
+    assert cache.has_cross(0) and cache.cross_length() == 7
     assert (inc - full).abs().max() <= 1e-5
 
 
@@ -82,3 +82,23 @@ def test_cache_overflow_is_an_error():
     cache = model.make_cache(1, 4)
     with pytest.raises(ValueError, match=r"max_len=4 positions; 0 are filled and 5 more were given"):
         model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+
+
+def test_cache_is_a_module_with_static_buffers():
+    """KVCache is an nn.Module: buffers allocated once, never saved, a tensor position updated in place."""
+    model = kexue.build_transformer_model(config=BERT, application="lm").eval()
+    cache = model.make_cache(2, 8)
+    assert isinstance(cache, torch.nn.Module) and cache.state_dict() == {}
+    before = {name: (buf.data_ptr(), tuple(buf.shape)) for name, buf in cache.named_buffers()}
+    pos = cache.cache_pos
+    with torch.no_grad():
+        model(torch.randint(0, 50, (2, 3)), cache=cache)
+        model(torch.randint(0, 50, (2, 1)), cache=cache)
+    after = {name: (buf.data_ptr(), tuple(buf.shape)) for name, buf in cache.named_buffers()}
+    assert after == before                                        # same storage, same shapes
+    assert cache.cache_pos is pos and int(pos) == 4 and cache.length == 4
+    assert cache.valid[:, :4].all() and not cache.valid[:, 4:].any()
+    cache.reset()
+    assert int(cache.cache_pos) == 0 and not cache.valid.any()
+    k, v = cache.update(0, torch.ones(2, 4, 1, 8), torch.ones(2, 4, 1, 8))
+    assert k.shape == (2, 4, 8, 8)                                # the full buffer, not a growing view

@@ -25,11 +25,18 @@ class NezhaAttention(MultiHeadAttention):
         super().__init__(*args, **kwargs)
         self.max_relative_position = max_relative_position
         self.register_buffer("table", nezha_relative_table(max_relative_position, self.head_dim), persistent=False)
+        self._query_start: Tensor | None = None
+
+    def forward(self, x: Tensor, *args, cache=None, **kwargs):
+        # with a KV cache the keys are every slot of its static buffer: the queries start at cache.cache_pos
+        self._query_start = None if cache is None else cache.cache_pos
+        return super().forward(x, *args, cache=cache, **kwargs)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None,
                need_weights: bool) -> tuple[Tensor, Tensor | None]:
         n, m = q.shape[2], k.shape[2]
-        qpos = torch.arange(m - n, m, device=q.device)                             # queries are the last n keys
+        qpos = (torch.arange(m - n, m, device=q.device) if self._query_start is None     # the last n keys
+                else self._query_start + torch.arange(n, device=q.device))                # cached: from cache_pos
         kpos = torch.arange(m, device=q.device)
         rel = (kpos[None, :] - qpos[:, None]).clamp(-self.max_relative_position, self.max_relative_position)
         r = self.table[rel + self.max_relative_position].to(q.dtype)              # [n, m, D]

@@ -209,15 +209,17 @@ class T5(nn.Module):
                              num_heads=self.config.num_heads, head_dim=self.config.head_dim,
                              dtype=compute_dtype(self.shared.weight, device), device=device)
             cache.check_room(t)
-            cross = cache.cross[0]
-            if cross is not None and cross[0].shape[2] != S:
+            held = cache.cross_length()
+            if held is not None and held != S:
                 raise ValueError(f"cache holds the cross-attention keys of an encoder output of length "
-                                 f"{cross[0].shape[2]}, but encoder_hidden_states has length {S}; use a fresh "
+                                 f"{held}, but encoder_hidden_states has length {S}; use a fresh "
                                  "cache (cache.reset()) for a new source")
         check_bool("output_hidden_states", output_hidden_states)
         checks.run()
-        past = cache.length if cache is not None else 0
-        qpos, kpos = torch.arange(past, past + t, device=device), torch.arange(past + t, device=device)
+        if cache is not None:                           # keys are every slot of the static cache
+            qpos, kpos = cache.cache_pos + torch.arange(t, device=device), torch.arange(cache.max_len, device=device)
+        else:
+            qpos = kpos = torch.arange(t, device=device)
         bias, empty = build_attention_bias("lm", B, t, decoder_attention_mask, None, cache, device,
                                      self.decoder_bias(qpos, kpos))
         cross_bias, cross_empty = build_attention_bias("encoder", B, t, encoder_attention_mask, None, None, device)

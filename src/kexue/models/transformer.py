@@ -16,7 +16,7 @@ Template method as in bert4keras: a family subclass overrides only what differs 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -132,11 +132,11 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
 
     attention_mask: [B, n] padding (1 = real) or a bool [B, n, m] mask; ranks implement lm / unilm:
     query i sees key j iff rank[j] <= rank[i] (rank = position for lm, cumsum(segment_ids) for unilm)."""
-    past = cache.length if cache is not None else 0
+    past = cache.cache_pos if cache is not None else 0                              # a tensor with a cache
     user = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 3 else None
     valid = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else None
     if application == "lm":
-        rank = torch.arange(past, past + n, device=device).expand(B, n)              # [B, n]
+        rank = (past + torch.arange(n, device=device)).expand(B, n)                  # [B, n]
     elif application == "unilm":
         last = cache.last_rank() if cache is not None else torch.zeros(B, dtype=torch.long, device=device)
         rank = last[:, None] + segment_ids.long().cumsum(1)                          # [B, n]
@@ -146,7 +146,9 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
     if cache is not None:
         new_valid = valid if valid is not None else torch.ones(B, n, dtype=torch.bool, device=device)
         new_rank = rank if rank is not None else torch.zeros(B, n, dtype=torch.long, device=device)
-        valid, key_rank = cache.write_masks(new_valid, new_rank)                     # [B, m]
+        valid, key_rank = cache.write_masks(new_valid, new_rank)                     # [B, S]: every slot
+        if user is not None:                                                          # [B, n, m] -> [B, n, S]
+            user = torch.nn.functional.pad(user, (0, cache.max_len - user.shape[-1]))
     allowed = None if valid is None else valid[:, None, None, :]                     # [B, 1, 1, m]
     # one new token (a decoding step): its rank is the largest so far, so only padding can hide a key
     if rank is not None and not (cache is not None and n == 1):
@@ -157,6 +159,11 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
     if allowed is None:
         return extra_bias, None
     any_key = allowed.any(-1, keepdim=True)                                           # [B, 1, n|1, 1]
+    # static shapes, no host sync (a cached step always masks unfilled slots; under torch.compile the
+    # no-padding shortcut below would break the graph, and a zero bias gives the same result)
+    if cache is not None or torch.compiler.is_compiling():
+        bias = mask_to_bias(allowed)
+        return (bias if extra_bias is None else bias + extra_bias), ~any_key
     everything, every_row = torch.stack([allowed.all(), any_key.all()]).tolist()     # one host sync
     if everything:                                                                    # no padding: no mask
         return extra_bias, None
@@ -228,10 +235,7 @@ class Transformer(nn.Module):
               position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> Tensor:
         """The embedding output [B, n, C] (integrated gradients and adversarial training hook here)."""
         self.check_inputs(input_ids, segment_ids, None, inputs_embeds, 0, position_ids, embedding_only=True)
-        ref = input_ids if input_ids is not None else inputs_embeds
-        if position_ids is None:
-            position_ids = self.default_positions(input_ids, ref.shape[1], 0, ref.device)
-        return self.embeddings(input_ids, segment_ids, position_ids, inputs_embeds)
+        return self.apply_embeddings(input_ids, segment_ids, position_ids, inputs_embeds)
 
     def make_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
         """A pre-allocated K/V cache for incremental decoding (`application` "lm" or "unilm")."""
@@ -331,7 +335,76 @@ class Transformer(nn.Module):
                          head_dim=attn.head_dim, dtype=compute_dtype(attn.q.weight, device), device=device)
         cache.check_room(n)
 
-    # ---- forward ------------------------------------------------------------------------------------
+    # ---- forward: named stages (bert4keras's apply_embeddings / apply_main_layers / apply_final_layers) ----
+    # forward = check_inputs -> apply_embeddings -> attention_bias -> apply_main_layers -> apply_final_layers.
+    # The stages do not check their inputs (forward, `embed` and TheseusModel check first); a subclass or a
+    # wrapper (TheseusModel, SequenceClassifier) changes or reuses one stage without copying the others.
+    def apply_embeddings(self, input_ids: Tensor | None, segment_ids: Tensor | None = None,
+                         position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None,
+                         past: int | Tensor = 0) -> Tensor:
+        """Stage 1: word + position + segment embeddings -> x [B, n, C]; position_ids None: the default
+        positions after `past` cached tokens."""
+        if position_ids is None:
+            ref = input_ids if input_ids is not None else inputs_embeds
+            position_ids = self.default_positions(input_ids, ref.shape[1], past, ref.device)
+        return self.embeddings(input_ids, segment_ids, position_ids, inputs_embeds)
+
+    def attention_bias(self, attention_mask: Tensor | None, segment_ids: Tensor | None = None, *,
+                       batch_size: int, length: int, device: torch.device, cache: KVCache | None = None,
+                       extra_bias: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+        """Stage 2: this model's application mask (encoder / lm / unilm) with the padding mask as one additive
+        bias broadcastable to [B, H, n, m], and the empty-row flag [B, 1, n, 1] (see `build_attention_bias`)."""
+        return build_attention_bias(self.application, batch_size, length, attention_mask, segment_ids, cache,
+                                    device, extra_bias)
+
+    def apply_block(self, i: int, x: Tensor, *, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+                    positions: Tensor | None = None, cache: KVCache | None = None,
+                    need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Layer i on x [B, n, C] -> (x [B, n, C], attention weights [B, H, n, m] or None)."""
+        return self.layer(i)(x, attn_bias=attn_bias, empty_rows=empty_rows, positions=positions, cache=cache,
+                             layer_idx=i, need_weights=need_weights)
+
+    def apply_main_layers(self, x: Tensor, *, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+                          positions: Tensor | None = None, cache: KVCache | None = None,
+                          layers: Sequence[int] | None = None, output_hidden_states: bool = False,
+                          output_attentions: bool = False) -> tuple[Tensor, list[Tensor] | None, list | None]:
+        """Stage 3: the blocks `layers` (default: all, in order) on x [B, n, C] -> (x, hidden states [x_in,
+        then one per layer] or None, attention weights per layer or None)."""
+        if layers is None:
+            layers = range(self.num_layers)
+        else:
+            layers = list(layers)
+            bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.num_layers]
+            if bad:
+                raise ValueError(f"layers must hold layer indices in [0, {self.num_layers}), got {bad[0]!r} in "
+                                 f"{layers}")
+        hidden, attns = [x] if output_hidden_states else None, [] if output_attentions else None
+        for i in layers:
+            x, w = self.apply_block(i, x, attn_bias=attn_bias, empty_rows=empty_rows, positions=positions,
+                                    cache=cache, need_weights=output_attentions)
+            if hidden is not None:
+                hidden.append(x)
+            if attns is not None:
+                attns.append(w)
+        return x, hidden, attns
+
+    def apply_final_layers(self, x: Tensor, *, hidden_states: list[Tensor] | None = None,
+                           attentions: list[Tensor] | None = None, logits_to_keep: int = 0,
+                           with_logits: bool = True) -> TransformerOutput:
+        """Stage 4: final norm (pre-LN models), pooler on [CLS] and the LM/MLM head on x [B, n, C] -> output.
+        The final norm replaces the last hidden state; with_logits=False skips the LM/MLM head."""
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            if hidden_states is not None:
+                hidden_states[-1] = x
+        head = self.mlm if with_logits else None
+        return TransformerOutput(
+            last_hidden_state=x,
+            pooled=torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None,
+            logits=head(x[:, -logits_to_keep:] if logits_to_keep else x) if head is not None else None,
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None)
+
     def forward(self, input_ids: Tensor | None = None, segment_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 cache: KVCache | None = None, inputs_embeds: Tensor | None = None,
@@ -345,7 +418,10 @@ class Transformer(nn.Module):
         Padding: without attention_mask, encoder and UniLM models mask every token equal to
         `config.pad_token_id` (bert4keras masks token 0 the same way); causal LMs (application "lm") and
         inputs_embeds treat every token as real; an explicit attention_mask always wins (see
-        `default_attention_mask`)."""
+        `default_attention_mask`).
+
+        Under torch.compile the value checks run inside the graph (see `inputs.ValueChecks`), so the forward
+        has no graph break."""
         B, n = self.check_inputs(input_ids, segment_ids, attention_mask, inputs_embeds, 0, position_ids, cache,
                                  attention_bias)
         logits_to_keep = check_int("logits_to_keep", logits_to_keep, low=0)
@@ -357,28 +433,15 @@ class Transformer(nn.Module):
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if position_ids is None:
             position_ids = self.default_positions(input_ids, n, past, device)
-        x = self.embeddings(input_ids, segment_ids, position_ids, inputs_embeds)    # [B, n, C]
-        bias, empty = build_attention_bias(self.application, B, n, attention_mask, segment_ids, cache, device,
-                                     attention_bias)
-        hidden, attns = [x] if output_hidden_states else None, [] if output_attentions else None
-        for i in range(self.num_layers):
-            x, w = self.layer(i)(x, bias, empty, position_ids, cache, i, output_attentions)
-            if hidden is not None:
-                hidden.append(x)
-            if attns is not None:
-                attns.append(w)
+        x = self.apply_embeddings(input_ids, segment_ids, position_ids, inputs_embeds)      # [B, n, C]
+        bias, empty = self.attention_bias(attention_mask, segment_ids, batch_size=B, length=n, device=device,
+                                          cache=cache, extra_bias=attention_bias)
+        x, hidden, attns = self.apply_main_layers(x, attn_bias=bias, empty_rows=empty, positions=position_ids,
+                                                  cache=cache, output_hidden_states=output_hidden_states,
+                                                  output_attentions=output_attentions)
         if cache is not None:
             cache.advance(n)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-            if hidden is not None:
-                hidden[-1] = x
-        return TransformerOutput(
-            last_hidden_state=x,
-            pooled=torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None,
-            logits=self.mlm(x[:, -logits_to_keep:] if logits_to_keep else x) if self.mlm is not None else None,
-            hidden_states=tuple(hidden) if hidden is not None else None,
-            attentions=tuple(attns) if attns is not None else None)
+        return self.apply_final_layers(x, hidden_states=hidden, attentions=attns, logits_to_keep=logits_to_keep)
 
     @staticmethod
     def hf_config_updates(cfg: TransformerConfig) -> dict:

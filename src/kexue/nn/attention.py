@@ -96,13 +96,13 @@ class MultiHeadAttention(nn.Module):
                 if self.rotary_value:
                     v = self.rotary(v, positions)
             if cache is not None:
-                k, v = cache.update(layer_idx, k, v)                         # [B, H, L + n, D]
-        elif cache is not None and cache.cross[layer_idx] is not None:
-            k, v = cache.cross[layer_idx]                                    # [B, H, m, D]
+                k, v = cache.update(layer_idx, k, v)                         # [B, H, S, D], full buffer
+        elif cache is not None and cache.has_cross(layer_idx):
+            k, v = cache.cross_kv(layer_idx)                                 # [B, H, m, D]
         else:
             k, v = self._heads(self.k(context)), self._heads(self.v(context))
             if cache is not None:
-                cache.cross[layer_idx] = (k, v)
+                cache.set_cross(layer_idx, k, v)
         if attn_bias is not None and attn_bias.dtype != q.dtype:
             attn_bias = attn_bias.to(q.dtype)
             if q.dtype == torch.float16:

@@ -1,37 +1,73 @@
-"""Pre-allocated key/value cache for incremental decoding (torchtune's KVCache idea, one object per model).
+"""Pre-allocated key/value cache for incremental decoding, an `nn.Module` (torchtune's `KVCache` is the model).
 
-Buffers are allocated once, [B, H, S_max, D] per layer; each step writes the new keys in place and
-attention reads a view of the filled prefix, so decoding never concatenates. Besides K/V the cache keeps,
-per key position, whether it is a real token (`valid`) and its mask rank (`rank`): query i may see key j
-iff rank[j] <= rank[i], which covers causal LMs (rank = index) and UniLM (rank = cumsum of segment ids).
+Every buffer is allocated once (`register_buffer(..., persistent=False)`: it moves with `model.to()` and is
+never saved) and keeps its shape for the whole generation, so a compiled decode step sees the same shapes at
+every step. The filled prefix is read through masks over the full buffer, never through a growing view.
+
+Layout (S = max_len slots per row; slot s holds the s-th token fed to the decoder, padding included):
+    k, v            [layers, B, H, S, D]   self-attention keys / values
+    valid           [B, S] bool            the slot holds a real token (False: padding or not written yet)
+    rank            [B, S] long            mask rank: query i sees key j iff rank[j] <= rank[i]
+                                           (causal LM: slot index; UniLM: cumsum of segment ids,
+                                           https://kexue.fm/archives/6933)
+    cache_pos       [] long                filled slots; the next write starts here (updated in place)
+    next_position   [B, 1] long            position id of the next token (decoding state of `generate`)
+    next_segment    [B, 1] long            segment id of the next token
+    cross_k/cross_v [layers, B, H, S_enc, D] T5 cross-attention K/V of the encoder output, written by the
+                                           decoder's first cached call (`set_cross`)
+
+Shape, dtype and device checks (`check_fits`, `check_room`) read Python values and run before a step, at
+setup or prefill; `update`, `write_masks`, `last_rank` and `advance` are pure tensor code.
 """
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._validate import check_int
 
 __all__ = ["KVCache"]
 
 
-class KVCache:
+class KVCache(nn.Module):
     """Static-shape cache for `num_layers` self-attention layers (and optional cross-attention K/V)."""
 
     def __init__(self, num_layers: int, batch_size: int, num_heads: int, max_len: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        super().__init__()
         for name, value in (("num_layers", num_layers), ("batch_size", batch_size), ("num_heads", num_heads),
                             ("max_len", max_len), ("head_dim", head_dim)):
             check_int(name, value, low=1)
-        shape = (batch_size, num_heads, max_len, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)   # [B, S]
-        self.rank = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)    # [B, S]
-        self.cross: list[tuple[Tensor, Tensor] | None] = [None] * num_layers           # T5 encoder K/V
-        self.length = 0
-        self.max_len = max_len
-        self.batch_size = batch_size
+        shape = (num_layers, batch_size, num_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("valid", torch.zeros(batch_size, max_len, dtype=torch.bool, device=device),
+                             persistent=False)
+        self.register_buffer("rank", torch.zeros(batch_size, max_len, dtype=torch.long, device=device),
+                             persistent=False)
+        self.register_buffer("cache_pos", torch.zeros((), dtype=torch.long, device=device), persistent=False)
+        self.register_buffer("next_position", torch.zeros(batch_size, 1, dtype=torch.long, device=device),
+                             persistent=False)
+        self.register_buffer("next_segment", torch.zeros(batch_size, 1, dtype=torch.long, device=device),
+                             persistent=False)
+        self.register_buffer("cross_k", None, persistent=False)
+        self.register_buffer("cross_v", None, persistent=False)
+        self.cross_written = [False] * num_layers           # Python flags, set once per source (prefill)
+        self.num_layers, self.batch_size, self.max_len = num_layers, batch_size, max_len
+        self.num_heads, self.head_dim = num_heads, head_dim
+
+    @staticmethod
+    def nbytes(num_layers: int, batch_size: int, num_heads: int, max_len: int, head_dim: int,
+               dtype: torch.dtype) -> int:
+        """Bytes the buffers of such a cache take (for the memory check made before allocating it)."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return batch_size * max_len * (2 * num_layers * num_heads * head_dim * itemsize + 9) + 16 * batch_size
+
+    # ---- checks (run before a step: they read Python values) -------------------------------------------------
+    @property
+    def length(self) -> int:
+        """Filled slots as a Python int (one host sync; for checks and reports, never inside a compiled step)."""
+        return int(self.cache_pos)
 
     def check_fits(self, *, batch_size: int, num_layers: int, num_heads: int, head_dim: int, dtype: torch.dtype,
                    device: torch.device) -> None:
@@ -40,45 +76,72 @@ class KVCache:
         if self.batch_size != batch_size:
             raise ValueError(f"cache was made for batch_size={self.batch_size} but the input has batch size "
                              f"{batch_size}; {remake}")
-        have = (len(self.k), self.k[0].shape[1], self.k[0].shape[3])
+        have = (self.num_layers, self.num_heads, self.head_dim)
         if have != (num_layers, num_heads, head_dim):
             raise ValueError(f"cache holds (layers, heads, head_dim) = {have} but this model has "
                              f"{(num_layers, num_heads, head_dim)}; {remake}")
-        if self.k[0].dtype != dtype:
-            raise ValueError(f"cache holds {self.k[0].dtype} keys but attention computes in {dtype}; "
+        if self.k.dtype != dtype:
+            raise ValueError(f"cache holds {self.k.dtype} keys but attention computes in {dtype}; "
                              f"make it with model.make_cache({batch_size}, max_len, dtype={dtype})")
-        if self.k[0].device != device:
-            raise ValueError(f"cache is on {self.k[0].device} but the input is on {device}; {remake} "
+        if self.k.device != device:
+            raise ValueError(f"cache is on {self.k.device} but the input is on {device}; {remake} "
                              "after moving the model")
 
     def check_room(self, t: int) -> None:
-        if self.length + t > self.max_len:
-            raise ValueError(f"KVCache holds max_len={self.max_len} positions; {self.length} are filled and "
+        length = self.length
+        if length + t > self.max_len:
+            raise ValueError(f"KVCache holds max_len={self.max_len} positions; {length} are filled and "
                              f"{t} more were given. Make the cache with a larger max_len.")
 
+    # ---- tensor updates (static shapes, no host sync) --------------------------------------------------------
+    def _slots(self, t: int) -> Tensor:
+        return self.cache_pos + torch.arange(t, device=self.cache_pos.device)                  # [t]
+
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write k, v [B, H, t, D] at the current length; return views of all filled keys [B, H, L + t, D]."""
-        end = self.length + k.shape[2]
-        self.k[layer][:, :, self.length:end] = k
-        self.v[layer][:, :, self.length:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        """Write k, v [B, H, t, D] at slots cache_pos..cache_pos+t-1; return the full buffers [B, H, S, D]
+        (slots not written yet are hidden by `valid`)."""
+        slots = self._slots(k.shape[2])
+        self.k[layer].index_copy_(2, slots, k)
+        self.v[layer].index_copy_(2, slots, v)
+        return self.k[layer], self.v[layer]
 
     def write_masks(self, valid: Tensor, rank: Tensor) -> tuple[Tensor, Tensor]:
-        """Store the new keys' validity and rank [B, t]; return both for all filled keys [B, L + t]."""
-        end = self.length + valid.shape[1]
-        self.valid[:, self.length:end] = valid
-        self.rank[:, self.length:end] = rank
-        return self.valid[:, :end], self.rank[:, :end]
+        """Store the new keys' validity and rank [B, t]; return both over every slot [B, S]."""
+        slots = self._slots(valid.shape[1])
+        self.valid.index_copy_(1, slots, valid.to(torch.bool))
+        self.rank.index_copy_(1, slots, rank.to(torch.long))
+        return self.valid, self.rank
 
     def last_rank(self) -> Tensor:
-        """Rank of the last filled position per row [B] (0 when empty)."""
-        if self.length == 0:
-            return self.rank.new_zeros(self.batch_size)
-        return self.rank[:, self.length - 1]
+        """Rank of the last filled slot per row [B] (0 when empty)."""
+        last = (self.cache_pos - 1).clamp_min(0).expand(self.batch_size, 1)                    # [B, 1]
+        return self.rank.gather(1, last)[:, 0] * (self.cache_pos > 0)
 
     def advance(self, t: int) -> None:
-        self.length += t
+        self.cache_pos.add_(t)
 
+    # ---- T5 cross-attention ----------------------------------------------------------------------------------
+    def has_cross(self, layer: int) -> bool:
+        return self.cross_written[layer]
+
+    def cross_kv(self, layer: int) -> tuple[Tensor, Tensor]:
+        return self.cross_k[layer], self.cross_v[layer]                                        # [B, H, S_enc, D]
+
+    def cross_length(self) -> int | None:
+        """Length of the encoder output whose K/V are held (None before the first decoder call)."""
+        return None if self.cross_k is None or not any(self.cross_written) else self.cross_k.shape[3]
+
+    def set_cross(self, layer: int, k: Tensor, v: Tensor) -> None:
+        """Keep layer's cross-attention K/V [B, H, S_enc, D] (allocated on the first layer's call)."""
+        shape = (self.num_layers, *k.shape)
+        if self.cross_k is None or tuple(self.cross_k.shape) != shape or self.cross_k.dtype != k.dtype:
+            self.cross_k = k.new_zeros(shape)
+            self.cross_v = v.new_zeros(shape)
+        self.cross_k[layer].copy_(k)
+        self.cross_v[layer].copy_(v)
+        self.cross_written[layer] = True
+
+    # ---- beams and reuse -------------------------------------------------------------------------------------
     def reorder(self, index: Tensor) -> None:
         """Gather rows along the batch axis in place (beam search): row b becomes old row index[b]."""
         if not isinstance(index, Tensor) or index.dim() != 1 or index.shape[0] != self.batch_size \
@@ -90,16 +153,21 @@ class KVCache:
             raise ValueError(f"index must hold rows in [0, {self.batch_size}), got [{int(lo)}, {int(hi)}]")
         if torch.equal(index, torch.arange(self.batch_size, device=index.device)):
             return                                                     # beams kept their rows: nothing to move
-        L = self.length
-        for buf in self.k + self.v:
-            buf[:, :, :L] = buf[:, :, :L].index_select(0, index)
-        self.valid[:, :L] = self.valid[:, :L].index_select(0, index)
-        self.rank[:, :L] = self.rank[:, :L].index_select(0, index)
-        self.cross = [None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
-                      for kv in self.cross]
+        index = index.to(self.k.device)
+        L = self.length                                                # only the filled slots move
+        self.k[:, :, :, :L] = self.k[:, :, :, :L].index_select(1, index)
+        self.v[:, :, :, :L] = self.v[:, :, :, :L].index_select(1, index)
+        for buf in (self.valid, self.rank, self.next_position, self.next_segment):
+            buf.copy_(buf.index_select(0, index))
+        if self.cross_k is not None:
+            self.cross_k.copy_(self.cross_k.index_select(1, index))
+            self.cross_v.copy_(self.cross_v.index_select(1, index))
 
     def reset(self) -> None:
-        self.length = 0
+        """Forget every token (the buffers stay allocated, so a compiled step can be reused)."""
+        self.cache_pos.zero_()
         self.valid.zero_()
         self.rank.zero_()
-        self.cross = [None] * len(self.cross)
+        self.next_position.zero_()
+        self.next_segment.zero_()
+        self.cross_written = [False] * self.num_layers
