@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -74,9 +75,12 @@ def batch_size_of(batch: Any) -> int:
 
 
 def to_device(x: Any, device: torch.device) -> Any:
-    """Move every tensor of a nested tuple/list/dict batch to `device`."""
+    """Move every tensor of a nested tuple/list/dict batch to `device`; numpy arrays (not of strings or
+    objects) become tensors first (`torch.as_tensor`, dtype kept: int64 ids stay int64)."""
     if isinstance(x, Tensor):
         return x.to(device, non_blocking=True)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biufc":
+        return torch.as_tensor(x).to(device, non_blocking=True)
     if isinstance(x, Mapping):
         return type(x)({k: to_device(v, device) for k, v in x.items()}) if type(x) is not dict \
             else {k: to_device(v, device) for k, v in x.items()}

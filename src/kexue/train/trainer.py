@@ -19,12 +19,14 @@ iterable may end before its len() (samples dropped by an encoder): the epoch the
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import os
 import pickle
+import time
 from contextlib import nullcontext
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -65,21 +67,82 @@ def _batch_size_of(name: str, batch) -> int:
         raise ValueError(f"{name} yielded a bad batch: {e}") from None
 
 
+def _check_target_keys(target_keys, loss_fn) -> tuple[str, ...] | None:
+    if target_keys is None:
+        return None
+    keys = (target_keys,) if isinstance(target_keys, str) else target_keys
+    if not isinstance(keys, (tuple, list)) or not keys or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"target_keys must be a str or a non-empty tuple of str (the dict keys of the targets), "
+                        f"got {target_keys!r}")
+    if loss_fn is None:
+        raise ValueError(f"target_keys needs a loss_fn (got target_keys={target_keys!r}, loss_fn=None): without one "
+                         "the whole dict goes to the model, labels included, as in transformers")
+    return tuple(keys)
+
+
+def _batch_mode(name: str, fn) -> str | None:
+    """How `fn` wants the batch: None (it declares no parameter named `batch`: fn(outputs, targets)), "only"
+    (`batch` is its second positional parameter: fn(outputs, batch=...)) or "extra" (fn(outputs, targets,
+    batch=...))."""
+    if fn is None:
+        return None
+    target = fn.forward if isinstance(fn, nn.Module) else fn
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):             # builtins without a signature
+        return None
+    if "batch" not in params:
+        return None
+    if params["batch"].kind is inspect.Parameter.POSITIONAL_ONLY:
+        raise TypeError(f"{name} declares `batch` as positional-only; the Trainer passes it as batch=...")
+    positional = [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    index = positional.index("batch") if "batch" in positional else None     # None: keyword-only
+    return "only" if index == 1 else "extra"
+
+
+def _call(fn, mode: str | None, outputs, targets, batch):
+    if mode is None:
+        return fn(outputs, targets)
+    if mode == "only":
+        return fn(outputs, batch=batch)
+    return fn(outputs, targets, batch=batch)
+
+
 class Trainer:
     """fit(train_data, epochs, valid_data, callbacks) / evaluate / predict, Keras style.
 
-    Batches are `(inputs, targets)` when `loss_fn(outputs, targets)` is given; otherwise the model
-    returns its loss (a scalar, a dict with "loss" or an object with `.loss`) and metrics receive the
-    whole batch as targets. Inputs that are dicts are passed as keywords, tuples as positionals.
-    `metrics` maps names to fn(outputs, targets) -> scalar, averaged over every micro-batch weighted
-    by its size. Override `compute_loss` or `train_step` for anything else.
+    How a batch reaches the model and the loss (`unpack_batch`):
+      - with `loss_fn`, a tuple/list batch is split as targets = its LAST item, inputs = the rest:
+        `(x, y)` -> model(x) (x a tensor, or a tuple / dict unpacked as below); `(ids, segs, y)` ->
+        model(ids, segs); `((ids, segs), y)` -> model(ids, segs) (build such batches with
+        `kexue.data.collate_padded`);
+      - with `loss_fn` and `target_keys`, a dict batch is split: targets = batch[key] (one key) or the dict
+        of those keys (several), inputs = the rest of the dict, passed as keywords;
+      - without `loss_fn` the whole batch goes to the model (a dict as keywords, labels included, as in
+        `transformers`) and the model returns its loss (a scalar, a dict with "loss" or an object with
+        `.loss`); metrics then receive the whole batch as targets;
+      - otherwise (a single tensor, a dict without `target_keys`) inputs = the batch and targets = None.
+    Inputs that are dicts are passed as keywords, tuples/lists as positionals. numpy arrays in a batch
+    are turned into tensors (`torch.as_tensor`) and moved to the device with the rest.
+
+    `loss_fn(outputs, targets)` -> scalar. A loss (or metric) that declares a parameter named `batch`
+    also receives the whole batch (on the device, after `on_train_batch_data`) under that keyword:
+    `loss_fn(outputs, targets, batch)` or, with only two parameters, `loss_fn(outputs, batch)`; so a
+    padding mask is read from the inputs instead of being smuggled through the targets (as Lightning's
+    `training_step(batch)` sees it). `metrics` maps names to fn(outputs, targets[, batch]) -> scalar,
+    averaged over every micro-batch weighted by its size. Override `compute_loss` or `train_step` for
+    anything else.
+
+    verbose=1 (rank 0 only): a tqdm bar during the epoch, then one Keras-style line per epoch,
+    `Epoch 2/5 - 12s - loss: 0.4312 - acc: 0.8123 - val_loss: ... - val_acc: ...`; verbose=2: the line only.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  loss_fn: Callable | None = None, metrics: Mapping[str, Callable] | None = None, *,
                  scheduler=None, accum_steps: int = 1, clip_grad_norm: float | None = None,
                  precision: str = "fp32", device: str | torch.device | None = None, seed: int = 0,
-                 terminate_on_nan: bool = True, distributed: bool | str = "auto") -> None:
+                 terminate_on_nan: bool = True, distributed: bool | str = "auto",
+                 target_keys: str | Sequence[str] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -96,6 +159,9 @@ class Trainer:
             clip_grad_norm = check_float("clip_grad_norm", clip_grad_norm, low=0.0, low_open=True)
         check_int("seed", seed)
         check_bool("terminate_on_nan", terminate_on_nan)
+        self.target_keys = _check_target_keys(target_keys, loss_fn)
+        self._loss_batch_mode = _batch_mode("loss_fn", loss_fn)
+        self._metric_batch_modes = {k: _batch_mode(f"metrics[{k!r}]", fn) for k, fn in (metrics or {}).items()}
         self.dist = setup_distributed(distributed)
         if device is None:
             p = next(model.parameters(), None)
@@ -131,10 +197,23 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def unpack_batch(self, batch) -> tuple[Any, Any]:
-        """(inputs, targets): a 2-sequence is split when a loss_fn is set; otherwise targets = batch."""
-        if self.loss_fn is not None and isinstance(batch, (tuple, list)) and len(batch) == 2:
-            return batch[0], batch[1]
-        return batch, (None if self.loss_fn is not None else batch)
+        """(inputs, targets) by the rule of the class docstring: with a loss_fn a tuple/list of >= 2 items is
+        (inputs = all but the last, targets = the last), a dict is split by `target_keys`; without a loss_fn
+        the targets are the whole batch."""
+        if self.loss_fn is None:
+            return batch, batch
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            return (batch[0] if len(batch) == 2 else tuple(batch[:-1])), batch[-1]
+        if isinstance(batch, Mapping) and self.target_keys is not None:
+            missing = [k for k in self.target_keys if k not in batch]
+            if missing:
+                raise KeyError(f"target_keys={list(self.target_keys)}: the batch has no key {missing[0]!r}; its "
+                               f"keys are {list(batch)}")
+            inputs = {k: v for k, v in batch.items() if k not in self.target_keys}
+            if len(self.target_keys) == 1:
+                return inputs, batch[self.target_keys[0]]
+            return inputs, {k: batch[k] for k in self.target_keys}
+        return batch, None
 
     def forward(self, inputs, model: nn.Module | None = None):
         model = self.model if model is None else model
@@ -149,7 +228,7 @@ class Trainer:
         inputs, targets = self.unpack_batch(batch)
         outputs = self.forward(inputs, model)
         if self.loss_fn is not None:
-            loss = self.loss_fn(outputs, targets)
+            loss = _call(self.loss_fn, self._loss_batch_mode, outputs, targets, batch)
         else:
             loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", outputs)
         if not (isinstance(loss, Tensor) and loss.dim() == 0):
@@ -166,14 +245,15 @@ class Trainer:
 
     def train_step(self, batch) -> tuple[int, dict]:
         """One micro-batch: forward, regularizer hooks, backward. -> (batch size, {name: value})."""
+        batch = to_device(batch, self.device)
         _batch_size_of("train_data", batch)
-        batch = self.callbacks.on_train_batch_data(to_device(batch, self.device))
+        batch = self.callbacks.on_train_batch_data(batch)
         with self.autocast():
             loss, outputs, targets = self.compute_loss(batch)
         loss = self.callbacks.on_train_loss(loss, batch, outputs)
         self.backward(loss)
         self.callbacks.on_after_backward(batch)
-        return batch_size_of(batch), {"loss": loss.detach(), **self._metric_values(outputs, targets)}
+        return batch_size_of(batch), {"loss": loss.detach(), **self._metric_values(outputs, targets, batch)}
 
     def averaged_weights(self):
         """Context with the EMA weights swapped in when an EMA callback is attached."""
@@ -381,9 +461,10 @@ class Trainer:
             self.scheduler.step()
         return updated
 
-    def _metric_values(self, outputs, targets) -> dict:
+    def _metric_values(self, outputs, targets, batch=None) -> dict:
         with torch.no_grad():
-            return {name: fn(outputs, targets) for name, fn in self.metrics.items()}
+            return {name: _call(fn, self._metric_batch_modes.get(name), outputs, targets, batch)
+                    for name, fn in self.metrics.items()}
 
     # ---- evaluation and prediction --------------------------------------------------------------
     def _eval_iter(self, data, batch_size, collate_fn, shard: bool = True):
@@ -402,11 +483,11 @@ class Trainer:
         self.callbacks.on_test_begin()
         for i, batch in enumerate(self._eval_iter(data, batch_size, collate_fn)):
             self.callbacks.on_test_batch_begin(i)
-            _batch_size_of("valid_data" if self._in_fit else "data", batch)
             batch = to_device(batch, self.device)
+            _batch_size_of("valid_data" if self._in_fit else "data", batch)
             with self.autocast():
                 loss, outputs, targets = self.compute_loss(batch, self.module, require_loss=False)
-            values = ({"loss": loss} if loss is not None else {}) | self._metric_values(outputs, targets)
+            values = ({"loss": loss} if loss is not None else {}) | self._metric_values(outputs, targets, batch)
             meter.add(batch_size_of(batch), values)
             self.callbacks.on_test_batch_end(i, None)
         logs = meter.result(self.dist.enabled)
