@@ -482,3 +482,104 @@ def test_sp_pre_tokenize_returning_non_words_is_named(sp_model):
     path, _ = sp_model
     with pytest.raises(TypeError, match="pre_tokenize must return a list of str words"):
         SpTokenizer(path, pre_tokenize=lambda t: [1, 2]).encode("the cat")
+
+
+# ---- issue 9: encode_batch batched in Rust + array assembly, equal to encode row by row -----------------
+def _kinds(sp_path):
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[unused1]", "a", "b", "你", "好"])}
+    return {
+        "wordpiece": Tokenizer(VOCAB),
+        "char_level": Tokenizer(vocab, char_level_mapping=True),
+        "pre_tokenize": Tokenizer(VOCAB, pre_tokenize=lambda t: t.split(" ")),
+        "no_start": Tokenizer(VOCAB, token_start=None),
+        "sentencepiece": SpTokenizer(sp_path),
+    }
+
+
+def _rows_of_encode(tk, firsts, seconds, maxlen, offsets):
+    """The reference: `encode` of each row, right-padded by hand ((0, 0) spans and pad ids after the row)."""
+    rows = [tk.encode(a, None if seconds is None else seconds[i], maxlen=maxlen, return_offsets=offsets)
+            for i, a in enumerate(firsts)]
+    n = max(len(r[0]) for r in rows)
+    pad = [n - len(r[0]) for r in rows]
+    out = ([r[0] + [tk.pad_id] * p for r, p in zip(rows, pad)], [r[1] + [0] * p for r, p in zip(rows, pad)],
+           [[1] * len(r[0]) + [0] * p for r, p in zip(rows, pad)])
+    if offsets:
+        out += ([list(r[2]) + [(0, 0)] * p for r, p in zip(rows, pad)],)
+    return out
+
+
+BATCH_TEXTS = TEXTS + ["", " ", "😀", "中文。", "one two three four five six seven eight nine ten " * 3]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "char_level", "pre_tokenize", "no_start", "sentencepiece"])
+@pytest.mark.parametrize("pair", [False, True])
+def test_encode_batch_equals_encode_row_by_row(sp_model, kind, pair):
+    tk = _kinds(sp_model[0])[kind]
+    offsets = kind != "sentencepiece"
+    firsts = BATCH_TEXTS
+    seconds = [BATCH_TEXTS[(i * 7 + 3) % len(BATCH_TEXTS)] for i in range(len(firsts))] if pair else None
+    for maxlen in (None, 3, 4, 7, 16, 40):
+        ref = _rows_of_encode(tk, firsts, seconds, maxlen, offsets)
+        got = tk.encode_batch(firsts, seconds, maxlen=maxlen, return_tensors=False, return_offsets=offsets)
+        assert list(got) == list(ref), (kind, pair, maxlen)
+        tensors = tk.encode_batch(firsts, seconds, maxlen=maxlen, return_offsets=offsets)
+        assert all(t.dtype == torch.int64 for t in tensors)
+        assert [t.tolist() for t in tensors[:3]] == list(ref[:3])
+        if offsets:
+            assert tensors[3].shape == (len(firsts), len(ref[0][0]), 2)
+            assert [[tuple(s) for s in row] for row in tensors[3].tolist()] == ref[3]
+
+
+def test_encode_batch_offsets_match_hf_batch(hf, tok):
+    firsts = [t for t in BATCH_TEXTS]
+    seconds = [t or " " for t in reversed(BATCH_TEXTS)]  # HF reads "" as "no pair"; " " is an empty pair
+    for sec in (None, seconds):
+        for maxlen in (None, 5, 12, 64):
+            kw = {} if maxlen is None else dict(truncation=True, max_length=maxlen)
+            ref = hf(firsts, sec, padding=True, return_offsets_mapping=True, return_tensors="pt", **kw)
+            ids, segs, mask, offsets = tok.encode_batch(firsts, sec, maxlen=maxlen, return_offsets=True)
+            assert torch.equal(ids, ref["input_ids"]) and torch.equal(segs, ref["token_type_ids"])
+            assert torch.equal(mask, ref["attention_mask"])
+            assert torch.equal(offsets, ref["offset_mapping"])
+
+
+def test_encode_batch_does_not_assemble_rows_in_python(tok, monkeypatch):
+    # the speed-up of issue 9: no per-sentence Python pass (encode's `_pieces` / `_assemble`) in a batch
+    ref = _rows_of_encode(tok, TEXTS, TEXTS[::-1], 20, True)
+
+    def per_row(*args, **kwargs):
+        raise AssertionError("encode_batch went through the per-sentence path")
+
+    monkeypatch.setattr(tok, "_assemble", per_row)
+    monkeypatch.setattr(tok, "_pieces", per_row)
+    assert list(tok.encode_batch(TEXTS, TEXTS[::-1], maxlen=20, return_tensors=False)) == list(ref[:3])
+    assert list(tok.encode_batch(TEXTS, TEXTS[::-1], maxlen=20, return_tensors=False, return_offsets=True)) == \
+        list(ref)
+
+
+def test_longest_first_array_equals_the_scalar_rule():
+    import numpy as np
+
+    from kexue.tokenizers.batch import longest_first_array
+    n1, n2 = np.meshgrid(np.arange(12), np.arange(12), indexing="ij")
+    n1, n2 = n1.ravel(), n2.ravel()
+    for budget in range(0, 15):
+        k1, k2 = longest_first_array(n1, n2, budget)
+        assert [(int(a), int(b)) for a, b in zip(k1, k2)] == \
+            [longest_first(int(a), int(b), budget) for a, b in zip(n1, n2)]
+
+
+def test_encode_batch_names_the_bad_text_and_flag(tok, sp_model):
+    with pytest.raises(TypeError, match="firsts\\[2\\] must be a str, got int"):
+        tok.encode_batch(["a", "b", 3])
+    with pytest.raises(TypeError, match="seconds\\[0\\] must be a str, got bytes"):
+        tok.encode_batch(["a"], [b"b"])
+    with pytest.raises(ValueError, match="seconds\\[1\\] contains a surrogate .* at position 3"):
+        tok.encode_batch(["a", "b"], ["ok", "abc\udc00"])
+    with pytest.raises(ValueError, match="firsts\\[0\\] contains a surrogate"):  # halves of a pair in two texts
+        tok.encode_batch(["x\ud83d", "\ude00y"])
+    with pytest.raises(TypeError, match="return_offsets must be a bool, got 'yes'"):
+        tok.encode_batch(["a"], return_offsets="yes")
+    with pytest.raises(ValueError, match="return_offsets=True is not supported by SpTokenizer"):
+        SpTokenizer(sp_model[0]).encode_batch(["the cat"], return_offsets=True)

@@ -134,3 +134,34 @@ def test_encode_batch_rows_equal_hf_batch(hf, tok, firsts, pair, maxlen):
     ref = hf(firsts, seconds, padding=True, return_tensors="pt", **kw)
     assert torch.equal(ids, ref["input_ids"]) and torch.equal(mask, ref["attention_mask"])
     assert torch.equal(segs, ref["token_type_ids"])
+
+
+def _encode_rows_padded(tok, firsts, seconds, maxlen):
+    """Reference for a batch: `encode` of each row (with offsets), right-padded with pad id / 0 / (0, 0)."""
+    rows = [tok.encode(a, None if seconds is None else seconds[i], maxlen=maxlen, return_offsets=True)
+            for i, a in enumerate(firsts)]
+    n = max(len(r[0]) for r in rows)
+    return ([r[0] + [tok.pad_id] * (n - len(r[0])) for r in rows], [r[1] + [0] * (n - len(r[1])) for r in rows],
+            [[1] * len(r[0]) + [0] * (n - len(r[0])) for r in rows],
+            [list(r[2]) + [(0, 0)] * (n - len(r[2])) for r in rows])
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=80)
+@given(firsts=st.lists(maybe_surrogate(), min_size=1, max_size=5),
+       seconds=st.one_of(st.none(), st.lists(maybe_surrogate(), min_size=1, max_size=5)),
+       maxlen=maxlens, odd_item=st.sampled_from([None, 7, b"x", None, None]))
+def test_encode_batch_equals_encode_rows_or_names_the_argument(tok, firsts, seconds, maxlen, odd_item):
+    """issue 9: the batched (Rust + array) path gives `encode`'s rows, and every bad text is named by index."""
+    if odd_item is not None:
+        firsts = firsts + [odd_item]
+    out = None
+    with valid_or_clear_error("firsts", "seconds", "maxlen"):
+        out = tok.encode_batch(firsts, seconds, maxlen=maxlen, return_tensors=False, return_offsets=True)
+    bad_text = odd_item is not None or any(map(has_surrogate, firsts + (seconds or [])))
+    bad_len = seconds is not None and len(seconds) != len(firsts)
+    valid_maxlen = maxlen is None or (isinstance(maxlen, (int, np.integer)) and not isinstance(maxlen, bool)
+                                      and maxlen >= (3 if seconds is not None else 2))
+    assert (out is not None) == (not bad_text and not bad_len and valid_maxlen), (firsts, seconds, maxlen)
+    if out is not None:
+        assert list(out) == list(_encode_rows_padded(tok, firsts, seconds, maxlen))

@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 
 from kexue._validate import check_bool, check_int
-from kexue.ops import sequence_padding
+
+from .batch import Specials, assemble_batch
 
 __all__ = ["TokenizerBase", "longest_first"]
 
@@ -78,9 +79,6 @@ class TokenizerBase(abc.ABC):
     def vocab_size(self) -> int:
         """Number of ids."""
 
-    def _pieces_batch(self, texts: Sequence[str]) -> list[tuple[list[int], Offsets | None]]:
-        return [self._pieces(t) for t in texts]
-
     # ---- public API ---------------------------------------------------------------------------
     @property
     def _vocab_size(self) -> int:  # bert4keras spelling
@@ -113,9 +111,14 @@ class TokenizerBase(abc.ABC):
         return self._assemble(a, b, maxlen, with_offsets)
 
     def encode_batch(self, firsts: Sequence[str], seconds: Sequence[str] | None = None,
-                     maxlen: int | None = None, return_tensors: bool = True):
+                     maxlen: int | None = None, return_tensors: bool = True, return_offsets: bool = False):
         """Encode a batch and right-pad it to its longest row: (token_ids, segment_ids, attention_mask),
-        each a LongTensor [B, n] (nested lists when `return_tensors=False`); mask 1 = real token."""
+        each a LongTensor [B, n] (nested lists when `return_tensors=False`); mask 1 = real token. Row i
+        equals `encode(firsts[i], seconds[i], maxlen)`. With `return_offsets=True` also the character spans
+        [B, n, 2] of each token in its own text, (0, 0) for special tokens and padding.
+
+        The texts go to the Rust tokenizer in one call and the rows are truncated, framed and padded with
+        array operations (`batch.assemble_batch`), not per sentence in Python."""
         firsts = _check_texts(firsts, "firsts")
         if seconds is not None:
             seconds = _check_texts(seconds, "seconds")
@@ -124,17 +127,32 @@ class TokenizerBase(abc.ABC):
                                  f"seconds for {len(firsts)} firsts")
         maxlen = self._check_maxlen(maxlen, seconds is not None)
         check_bool("return_tensors", return_tensors)
+        check_bool("return_offsets", return_offsets)
         if self._token_pad_id is None:
             raise ValueError("encode_batch pads with the [PAD] token, which is not in this vocabulary")
-        a_all = self._pieces_batch(firsts)
-        b_all = [None] * len(firsts) if seconds is None else self._pieces_batch(seconds)
-        rows = [self._assemble(a, b, maxlen, False) for a, b in zip(a_all, b_all)]
-        ids = sequence_padding([r[0] for r in rows], value=self._token_pad_id)        # [B, n]
-        segs = sequence_padding([r[1] for r in rows], value=0)                         # [B, n]
-        mask = sequence_padding([[1] * len(r[0]) for r in rows], value=0)              # [B, n]
-        if not return_tensors:
-            return ids.tolist(), segs.tolist(), mask.tolist()
-        return ids, segs, mask
+        rows, spans = self._pieces_batch(firsts if seconds is None else firsts + seconds, return_offsets)
+        if return_offsets and spans is None:
+            raise ValueError(f"return_offsets=True is not supported by {type(self).__name__}")
+        n = len(firsts)
+        a_rows, b_rows = rows[:n], (None if seconds is None else rows[n:])
+        a_spans, b_spans = (None, None) if spans is None else (spans[:n], spans[n:])
+        specials = Specials(self._token_start_id, self._token_end_id, self._token_pad_id)
+        out = assemble_batch(a_rows, b_rows, maxlen, specials, a_spans, b_spans)
+        if return_tensors:
+            return tuple(torch.from_numpy(x) for x in out)
+        lists = [x.tolist() for x in out[:3]]
+        if return_offsets:
+            lists.append([[tuple(span) for span in row] for row in out[3].tolist()])
+        return tuple(lists)
+
+    def _pieces_batch(self, texts: list[str], with_offsets: bool) -> tuple[list[list[int]], list[Offsets] | None]:
+        """Piece ids of each text (and their spans when `with_offsets`, None when unsupported); a subclass
+        with a batched backend overrides this loop."""
+        pieces = [self._pieces(t) for t in texts]
+        rows = [ids for ids, _ in pieces]
+        if not with_offsets or any(off is None for _, off in pieces):
+            return rows, None
+        return rows, [off for _, off in pieces]
 
     # ---- helpers ------------------------------------------------------------------------------
     def _n_special(self, pair: bool) -> int:
@@ -189,13 +207,23 @@ class TokenizerBase(abc.ABC):
 
 
 def _check_texts(texts, name: str) -> list[str]:
+    """`texts` as a list of valid str, each checked as `_check_text` does, but in two C passes over the
+    joined batch (join refuses a non-str item, UTF-8 encoding a surrogate); only a failing batch is
+    walked item by item to name the bad text and position."""
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise TypeError(f"{name} must be a list of str, got {type(texts).__name__}: {repr(texts)[:60]}")
     if len(texts) == 0:
         raise ValueError(f"{name} must hold at least one text, got an empty {type(texts).__name__}")
-    for i, t in enumerate(texts):
-        _check_text(t, f"{name}[{i}]")
-    return list(texts)
+    texts = list(texts)
+    try:
+        joined = "".join(texts)
+        if not joined.isascii():
+            joined.encode("utf-8")
+    except (TypeError, UnicodeEncodeError):
+        for i, t in enumerate(texts):
+            _check_text(t, f"{name}[{i}]")
+        raise
+    return texts
 
 
 def _as_id_list(ids, vocab_size: int | None = None) -> list[int]:

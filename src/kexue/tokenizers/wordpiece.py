@@ -141,10 +141,12 @@ class Tokenizer(TokenizerBase):
         enc = self._tk.encode(text, add_special_tokens=False)
         return enc.ids, enc.offsets
 
-    def _pieces_batch(self, texts: Sequence[str]) -> list[tuple[list[int], Offsets]]:
+    def _pieces_batch(self, texts: list[str], with_offsets: bool) -> tuple[list[list[int]], list[Offsets] | None]:
         if self._char_level or self._pre_tokenize is not None:
-            return [self._pieces(t) for t in texts]
-        return [(e.ids, e.offsets) for e in self._tk.encode_batch(list(texts), add_special_tokens=False)]
+            return super()._pieces_batch(texts, with_offsets)
+        encodings = self._tk.encode_batch(texts, add_special_tokens=False)  # one Rust call, parallel
+        rows = [e.ids for e in encodings]
+        return rows, ([e.offsets for e in encodings] if with_offsets else None)
 
     def _char_pieces(self, text: str) -> tuple[list[int], Offsets]:
         """One token per character: the (normalized) character, [unused1] for whitespace, else [UNK]."""
