@@ -45,3 +45,14 @@ def test_every_public_name_is_exported_once_per_package():
         assert len(names) == len(set(names)), pkg
         missing = [n for n in names if not hasattr(module, n)]
         assert not missing, (pkg, missing)
+
+
+def test_every_ops_helper_has_a_user_in_the_package():
+    """Issue 9: six of ten `kexue.ops` functions were used nowhere; ops keeps only shared helpers with users."""
+    from pathlib import Path
+
+    import kexue.ops
+    root = Path(kexue.__file__).parent
+    sources = [p.read_text() for p in root.rglob("*.py") if p.name != "ops.py"]
+    unused = [n for n in kexue.ops.__all__ if not any(n in s for s in sources)]
+    assert not unused, f"kexue.ops helpers used nowhere in kexue: {unused}"

@@ -32,12 +32,14 @@ from kexue.optim.ema import EMAWeights, ExponentialMovingAverage
 from kexue.optim.factory import extend_with, param_groups_by_name
 from kexue.optim.lazy import LazyUpdate
 from kexue.optim.lookahead import Lookahead
+from kexue.optim.schedule import PiecewiseLinearScheduler, linear_warmup_decay
 from kexue.optim.search import importance_weights, effective_sample_size, ParamSpaceSearch, sampled_update
 
 __all__ = [
     "DerivedOptimizer", "base_optimizer", "check_state_dict", "describe_stack", "last_step_updated",
     "load_optimizer_state", "reset_state", "WeightDecay", "LayerAdaptation", "PiecewiseLinearLR",
-    "piecewise_linear", "piecewise_linear_lambda", "GradientAccumulation", "SchedulerOnUpdate",
+    "piecewise_linear", "piecewise_linear_lambda", "PiecewiseLinearScheduler", "linear_warmup_decay",
+    "GradientAccumulation", "SchedulerOnUpdate",
     "no_sync_if_accumulating", "Lookahead", "LazyUpdate", "EMAWeights", "ExponentialMovingAverage",
     "GradientClipping", "ClipGrad", "clip_grads_", "clip_scale", "smoothness_probe", "extend_with",
     "param_groups_by_name", 'importance_weights', 'effective_sample_size', 'ParamSpaceSearch', 'sampled_update',
