@@ -104,3 +104,25 @@ def test_bad_arguments_raise(kit):
         EMAWeights(kit.mlp(), init="ones")
     with pytest.raises(TypeError, match="got one Tensor"):
         EMAWeights(torch.zeros(3))
+
+
+@pytest.mark.parametrize("init", ["zeros", "copy"])
+def test_callback_and_optimizer_wrapper_are_one_average(kit, init):
+    """Issue 9: the three EMA names are one core. `kexue.train.EMA` (callback) and `ExponentialMovingAverage`
+    (optimizer wrapper) each keep an `EMAWeights` and update it after the same real updates: equal shadows."""
+    from kexue.train import EMA, Trainer
+    model = kit.mlp()
+    opt = ExponentialMovingAverage(GradientAccumulation(torch.optim.SGD(model.parameters(), lr=0.1), 2),
+                                   decay=0.9, init=init)
+    callback = EMA(decay=0.9, init=init, include_buffers=False)
+    xs, ys = zip(*kit.batches(8))
+    data = torch.utils.data.TensorDataset(torch.cat(xs), torch.cat(ys))                 # 64 samples
+    trainer = Trainer(model, opt, loss_fn=lambda out, y: ((out - y) ** 2).mean())
+    trainer.fit(data, epochs=1, batch_size=8, callbacks=[callback], shuffle=False, verbose=0)
+    assert isinstance(callback.ema, EMAWeights) and isinstance(opt.ema, EMAWeights)
+    assert callback.ema.num_updates == opt.ema.num_updates == 4                    # 8 micro-batches / 2
+    assert all(torch.equal(a, b) for a, b in zip(callback.ema.shadow, opt.ema.shadow))
+    with opt.applied():
+        wrapped = [p.clone() for p in model.parameters()]
+    with trainer.averaged_weights():
+        assert all(torch.equal(p, q) for p, q in zip(model.parameters(), wrapped))
