@@ -23,11 +23,10 @@ class ClassifierOutput:
 
 
 def cls_features(backbone: nn.Module, x: Tensor) -> Tensor:
-    """[CLS] features [B, C] from block output x [B, n, C]: the backbone's final norm, then its pooler
-    (tanh(dense(x[:, 0]))) when it has one, else the [CLS] hidden state."""
-    if backbone.final_norm is not None:
-        x = backbone.final_norm(x)
-    return torch.tanh(backbone.pooler(x[:, 0])) if backbone.pooler is not None else x[:, 0]
+    """[CLS] features [B, C] from block output x [B, n, C]: the backbone's `apply_final_layers` stage without
+    the LM head (final norm, then the pooler tanh(dense(x[:, 0])) when it has one, else the [CLS] state)."""
+    out = backbone.apply_final_layers(x, with_logits=False)
+    return out.pooled if out.pooled is not None else out.last_hidden_state[:, 0]
 
 
 def classification_loss(logits: Tensor, labels: Tensor | None) -> Tensor | None:
@@ -56,7 +55,14 @@ class SequenceClassifier(nn.Module):
                 attention_mask: Tensor | None = None, inputs_embeds: Tensor | None = None,
                 labels: Tensor | None = None) -> ClassifierOutput:
         """input_ids [B, n] (or inputs_embeds [B, n, E]), segment_ids [B, n], attention_mask [B, n], labels [B]."""
-        out = self.backbone(input_ids, segment_ids, attention_mask, inputs_embeds=inputs_embeds)
-        feats = out.pooled if out.pooled is not None else out.last_hidden_state[:, 0]      # [B, C]
-        logits = self.head(feats)                                                          # [B, K]
+        bb = self.backbone
+        B, n = bb.check_inputs(input_ids, segment_ids, attention_mask, inputs_embeds)
+        if attention_mask is None:
+            attention_mask = bb.default_attention_mask(input_ids)
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        positions = bb.default_positions(input_ids, n, 0, device)                         # [1|B, n]
+        x = bb.apply_embeddings(input_ids, segment_ids, positions, inputs_embeds)          # [B, n, C]
+        bias, empty = bb.attention_bias(attention_mask, segment_ids, batch_size=B, length=n, device=device)
+        x = bb.apply_main_layers(x, attn_bias=bias, empty_rows=empty, positions=positions)[0]
+        logits = self.head(cls_features(bb, x))                                            # [B, K]
         return ClassifierOutput(logits, classification_loss(logits, labels))

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..models.transformer import build_attention_bias
 from .classifier import ClassifierOutput, SequenceClassifier, classification_loss, cls_features
 from .schedules import ConstantReplacement, LinearReplacement
 
@@ -43,20 +42,35 @@ class ReplaceableModule(nn.Module):
 
 
 class LayerGroup(nn.Module):
-    """Consecutive layers of one backbone run as a module: x [B, n, C] -> [B, n, C]."""
+    """Consecutive layers of one backbone run as a module (its `apply_main_layers` stage on those layers):
+    x [B, n, C] -> [B, n, C]."""
 
     def __init__(self, backbone: nn.Module, layers: Sequence[int]):
         super().__init__()
         self.layers = list(layers)
         self.blocks = nn.ModuleList([backbone.layer(i) for i in self.layers])
+        self.backbone = [backbone]          # a list: not registered twice
 
-    def forward(self, x: Tensor, attn_bias: Tensor | None, empty_rows: Tensor | None, positions: Tensor) -> Tensor:
-        for i, block in zip(self.layers, self.blocks):
-            x, _ = block(x, attn_bias, empty_rows, positions, None, i)
-        return x
+    def forward(self, x: Tensor, *, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+                positions: Tensor | None = None) -> Tensor:
+        return self.backbone[0].apply_main_layers(x, attn_bias=attn_bias, empty_rows=empty_rows,
+                                                  positions=positions, layers=self.layers)[0]
+
+
+class _Embed(nn.Module):
+    """A backbone's `apply_embeddings` stage as a module: ids [B, n] -> x [B, n, C]."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = [backbone]          # a list: not registered twice
+
+    def forward(self, input_ids: Tensor, segment_ids: Tensor | None, positions: Tensor) -> Tensor:
+        return self.backbone[0].apply_embeddings(input_ids, segment_ids, positions)
 
 
 class _Top(nn.Module):
+    """A backbone's `apply_final_layers` stage reduced to the [CLS] features: x [B, n, C] -> [B, C]."""
+
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = [backbone]          # a list: not registered twice
@@ -118,7 +132,7 @@ class TheseusModel(nn.Module):
         switches = [ReplaceableModule(LayerGroup(predecessor, p), LayerGroup(successor, s))
                     for p, s in zip(self.module_layers, self.successor_module_layers)]
         if replace_embeddings:
-            switches.insert(0, ReplaceableModule(predecessor.embeddings, successor.embeddings))
+            switches.insert(0, ReplaceableModule(_Embed(predecessor), _Embed(successor)))
         # plain lists: the modules are already registered under predecessor / successor (no duplicate keys)
         self.switches: list[ReplaceableModule] = switches
         self._top = [ReplaceableModule(_Top(predecessor), _Top(successor))]
@@ -162,15 +176,15 @@ class TheseusModel(nn.Module):
         self.last_path = path
         device = input_ids.device
         positions = P.default_positions(input_ids, n, 0, device)                          # [1|B, n]
-        bias, empty = build_attention_bias(P.application, B, n, attention_mask, segment_ids, None, device)
+        bias, empty = P.attention_bias(attention_mask, segment_ids, batch_size=B, length=n, device=device)
         blocks = self.switches
         if self.replace_embeddings:
             x = blocks[0](input_ids, segment_ids, positions, use_successor=path[..., 0])   # [B, n, C]
             blocks = blocks[1:]
         else:
-            x = P.embeddings(input_ids, segment_ids, positions)
+            x = P.apply_embeddings(input_ids, segment_ids, positions)
         for sw, use in zip(blocks, path[..., -len(blocks):].unbind(-1)):
-            x = sw(x, bias, empty, positions, use_successor=use)                           # [B, n, C]
+            x = sw(x, attn_bias=bias, empty_rows=empty, positions=positions, use_successor=use)   # [B, n, C]
         feats = self._top[0](x, use_successor=path[..., -1])                               # [B, C]
         logits = self.head(feats)                                                          # [B, K]
         if torch.is_grad_enabled() and not logits.requires_grad:

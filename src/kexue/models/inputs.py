@@ -3,6 +3,11 @@ and what was expected, before the model computes anything.
 
 Type, shape and device checks cost nothing. The value checks (ids inside their table, masks holding only 0/1)
 need the data: they are collected in a `ValueChecks` and read back to the host in one sync per forward.
+
+Under torch.compile a host sync would break the graph, so `ValueChecks.run` keeps the checks inside it as
+`torch._assert_async` asserts: no graph break, no sync, and a bad value still stops the forward, with a
+RuntimeError whose message names the argument and the expected range (the bad value itself is only in the
+eager-mode ValueError, which needs the sync).
 """
 from __future__ import annotations
 
@@ -117,6 +122,9 @@ class ValueChecks:
             self._binary.append((name, x))
 
     def run(self) -> None:
+        if torch.compiler.is_compiling():
+            self._assert_in_graph()
+            return
         stats = []
         for _, x, *_ in self._ranges:
             stats += [x.min().long(), x.max().long()]
@@ -134,3 +142,12 @@ class ValueChecks:
                 bad = x[(x != 0) & (x != 1)].flatten()[0].item()
                 raise ValueError(f"{name} must hold only 0 and 1 (1 = real token, 0 = padding) or be bool; "
                                  f"got the value {bad!r}")
+
+    def _assert_in_graph(self) -> None:
+        """The same checks as traced asserts (torch.compile): RuntimeError naming the argument when one fails."""
+        for name, x, low, high, what in self._ranges:
+            torch._assert_async((x.min() >= low) & (x.max() < high),
+                                f"{name} contain ids outside {what} [{low}, {high})")
+        for name, x in self._binary:
+            torch._assert_async(((x == 0) | (x == 1)).all(),
+                                f"{name} must hold only 0 and 1 (1 = real token, 0 = padding) or be bool")
