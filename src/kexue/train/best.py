@@ -42,11 +42,16 @@ class RestartPolicy:
 
 class EvaluateAndSaveBest(Callback):
     """At each epoch end: score = evaluate_fn(model) (a float or a dict holding `monitor`); when it
-    beats the best, keep and save the weights (EMA weights if use_ema); reload the best at the end."""
+    beats the best, keep and save the weights (EMA weights if use_ema); reload the best at the end.
+
+    verbose: None (default) follows the Trainer's `fit(verbose=...)`; at 1 or more rank 0 prints the
+    best-so-far each epoch, as Keras's ModelCheckpoint: `Epoch 2: val_acc improved from 0.8100 to 0.8300,
+    saved to best.pt` or `Epoch 3: val_acc did not improve from 0.8300`."""
 
     def __init__(self, evaluate_fn: Callable[[nn.Module], float | dict], monitor: str = "score",
                  mode: str = "max", path: str | os.PathLike | None = "best.pt", use_ema: bool = True,
-                 restore_best_at_end: bool = True, restart: RestartPolicy | None = None) -> None:
+                 restore_best_at_end: bool = True, restart: RestartPolicy | None = None,
+                 verbose: int | None = None) -> None:
         check_choice("mode", mode, ("max", "min"))
         if not callable(evaluate_fn):
             raise TypeError(f"evaluate_fn must be callable, got {type(evaluate_fn).__name__}")
@@ -58,7 +63,9 @@ class EvaluateAndSaveBest(Callback):
         check_bool("restore_best_at_end", restore_best_at_end)
         if restart is not None and not isinstance(restart, RestartPolicy):
             raise TypeError(f"restart must be a RestartPolicy or None, got {type(restart).__name__}")
-        self.evaluate_fn, self.monitor, self.mode = evaluate_fn, monitor, mode
+        if verbose is not None:
+            check_int("verbose", verbose, low=0)
+        self.evaluate_fn, self.monitor, self.mode, self.verbose = evaluate_fn, monitor, mode, verbose
         self.path = None if path is None else os.fspath(path)
         self.use_ema, self.restore_best_at_end, self.restart = use_ema, restore_best_at_end, restart
         self.best, self.best_epoch, self.best_state, self.restarts, self.wait = None, None, None, 0, 0
@@ -80,16 +87,31 @@ class EvaluateAndSaveBest(Callback):
         with ctx:
             score = self._score()
             self.wait += 1
-            if math.isfinite(score) and self._better(score) and self._finite_weights():
+            previous = self.best
+            if not math.isfinite(score):
+                note = f"is {score}, not kept"
+            elif not self._better(score):
+                note = f"did not improve from {previous:.4f}"
+            elif not self._finite_weights():
+                note = f"{score:.4f} with non-finite weights, not kept"
+            else:
                 self.best, self.best_epoch, self.wait = score, epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 if self.path is not None and self.trainer.is_main:
                     atomic_save(self.best_state, self.path)
+                start = f"{previous:.4f}" if previous is not None else "-inf" if self.mode == "max" else "inf"
+                note = f"improved from {start} to {score:.4f}" + (f", saved to {self.path}" if self.path else "")
+            self._say(epoch, note)
         self.scores.append(score)
         if logs is not None:
             logs[self.monitor], logs[f"best_{self.monitor}"] = score, self.best
         if self.restart is not None and self.best_state is not None and self._should_restart(epoch, score):
             self.do_restart()
+
+    def _say(self, epoch: int, note: str) -> None:
+        verbose = self.verbose if self.verbose is not None else getattr(self.trainer, "verbose", 1)
+        if verbose and self.trainer.is_main:
+            print(f"Epoch {epoch + 1}: {self.monitor} {note}", flush=True)
 
     def _finite_weights(self) -> bool:
         """Weights holding NaN/inf are never kept or saved as the best, whatever they score."""

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .._cpu import warn_if_bf16_weights_on_cpu, warn_if_slow_bf16
 from .._validate import check_bool, check_choice, check_float, check_int
 from ..optim.base import check_state_dict, last_step_updated, load_optimizer_state
 from .callbacks import Callback, CallbackList, History, TerminateOnNaN
@@ -108,6 +109,15 @@ def _call(fn, mode: str | None, outputs, targets, batch):
     return fn(outputs, targets, batch=batch)
 
 
+def _fmt(value) -> str | None:
+    """A log value as Keras prints it (4 decimals, scientific when tiny); None for what is not a number."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return f"{value:.4e}" if value != 0 and abs(value) < 1e-3 else f"{value:.4f}"
+
+
 class Trainer:
     """fit(train_data, epochs, valid_data, callbacks) / evaluate / predict, Keras style.
 
@@ -168,6 +178,9 @@ class Trainer:
             device = self.dist.device or (p.device if p is not None else torch.device("cpu"))
         self.device = _check_device(device)
         self.module = model.to(self.device)
+        if precision == "bf16":  # autocast to bf16: a hundred times slower than fp32 without native bf16
+            warn_if_slow_bf16("Trainer(precision='bf16')", self.device)
+        warn_if_bf16_weights_on_cpu(self.module, "Trainer (bf16 weights)")
         self.model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
                                              else None) if self.dist.enabled else model
         self.optimizer, self.loss_fn, self.scheduler = optimizer, loss_fn, scheduler
@@ -183,6 +196,7 @@ class Trainer:
         self._pending_callback_state: dict | None = None   # loaded before fit() attached the callbacks
         self._in_fit, self._nan_guards = False, []
         self.history, self.ema = History(), None
+        self.verbose = 1                             # the running fit's verbose (callbacks may follow it)
         self.callbacks = CallbackList([], trainer=self)
         self._epoch_meter, self._loss_scale = Meter(), 1.0
 
@@ -293,7 +307,7 @@ class Trainer:
             cbs.insert(0, TerminateOnNaN())
         self.callbacks = CallbackList(cbs + [self.history], trainer=self)
         self._nan_guards = [c for c in self.callbacks if isinstance(c, TerminateOnNaN)]
-        self._batch_size, self._in_fit = batch_size, True
+        self._batch_size, self._in_fit, self.verbose = batch_size, True, int(verbose)
         try:
             if path is not None:
                 self.load_checkpoint(path)
@@ -335,7 +349,7 @@ class Trainer:
         self.stop_training, logs = False, {}
         self.callbacks.on_train_begin()
         while self.epoch < epochs and not self.stop_training:
-            epoch = self.epoch
+            epoch, started = self.epoch, time.monotonic()
             loader, n_micro = self._train_loader(train_data, batch_size, shuffle, collate_fn)
             if self.batch_in_epoch == 0:
                 self._epoch_meter = Meter()
@@ -350,6 +364,8 @@ class Trainer:
                 logs.update({f"val_{k}": v for k, v in val.items()})
             self.epoch, self.batch_in_epoch = epoch + 1, 0
             self.callbacks.on_epoch_end(epoch, logs)
+            if verbose and self.is_main:
+                print(self._epoch_line(epoch, epochs, time.monotonic() - started, logs), flush=True)
         self.callbacks.on_train_end(logs)
         return self.history
 
@@ -396,7 +412,7 @@ class Trainer:
         k = self.accum_steps
         step = self.batch_in_epoch // k
         bar = tqdm(total=math.ceil(n_micro / k), initial=step, desc=f"epoch {self.epoch + 1}/{epochs}",
-                   disable=not (verbose and self.is_main), leave=verbose >= 1, dynamic_ncols=True)
+                   disable=not (verbose == 1 and self.is_main), leave=False, dynamic_ncols=True)
         ended = False
         while self.batch_in_epoch < n_micro and not self.stop_training:
             group = min(k, n_micro - self.batch_in_epoch)
@@ -427,6 +443,17 @@ class Trainer:
                 break
         bar.close()
         return ended or self.batch_in_epoch >= n_micro
+
+    def _epoch_line(self, epoch: int, epochs: int, seconds: float, logs: dict) -> str:
+        """Keras's `Epoch 2/5 - 12s - loss: 0.4312 - acc: 0.8123 - val_loss: ... - val_acc: ...`: loss and the
+        metrics in their given order, then the other training logs, then the validation ones likewise."""
+        first = ["loss", *self.metrics]
+        train = [k for k in first if k in logs] + [k for k in logs if k not in first and not k.startswith("val_")]
+        val = [f"val_{k}" for k in first if f"val_{k}" in logs]
+        val += [k for k in logs if k.startswith("val_") and k not in val]
+        parts = [f"Epoch {epoch + 1}/{epochs}", f"{round(seconds)}s"]
+        parts += [f"{k}: {_fmt(logs[k])}" for k in train + val if _fmt(logs[k]) is not None]
+        return " - ".join(parts)
 
     def _grad_norm(self, step: int):
         """Total 2-norm of the gradients about to be applied (one fused norm), checked by the NaN guards."""
