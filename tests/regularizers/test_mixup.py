@@ -111,3 +111,32 @@ def test_schedule_collate_and_embeddings():
                                torch.stack([0.3 * a[0] + 0.7 * b[0], a[1]]))
     with pytest.raises(ValueError, match="same shape"):
         mixup_embeddings(a, b[:, :3], 0.5)
+
+
+@pytest.mark.parametrize("mode", ["mixup", "sample_pairing"])
+def test_mixup_callback_is_the_collate_mixer(mode):
+    """Issue 9: one mixup. The Trainer callback and the collate_fn wrapper mix a collated batch with the same
+    code: with generators in the same state they give bit-identical batches."""
+    from kexue.train import Mixup
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 3, generator=g), torch.randint(0, 4, (6,), generator=g)
+    callback = Mixup(alpha=0.4, num_classes=4, mode=mode, seed=3)
+    collate = MixupCollate(0.4, num_classes=4, mode=mode, generator=torch.Generator().manual_seed(3))
+    for _ in range(3):
+        xa, ya = callback.on_train_batch_data((x, y))
+        xb, yb = collate([(x[i], y[i]) for i in range(6)])
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert isinstance(callback.mixer, MixupCollate)
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(alpha=float("nan")), ValueError, "alpha"), (dict(alpha="1"), TypeError, "alpha"),
+    (dict(mode="cutmix"), ValueError, "mode"), (dict(num_classes=0), ValueError, "num_classes"),
+    (dict(num_classes=2.0), TypeError, "num_classes"),
+])
+def test_both_mixup_forms_check_their_arguments_when_built(kw, exc, name):
+    """The callback accepted alpha=nan and num_classes=0 and failed at the first batch (or mixed with NaN)."""
+    from kexue.train import Mixup
+    for build in (Mixup, MixupCollate):
+        with pytest.raises(exc, match=name):
+            build(**kw)

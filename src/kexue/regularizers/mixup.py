@@ -113,21 +113,35 @@ class SamplePairingSchedule:
 
 
 class MixupCollate:
-    """collate_fn wrapper: default_collate, then mixup (soft labels) or SamplePairing (primary label)."""
+    """The one mixup of a batch: `mix((x, y))` mixes a collated batch, mixup -> (x_mix, soft y) or SamplePairing
+    -> (x_pair, y); calling it on samples (a collate_fn) runs `collate_fn` first. The Trainer callback
+    `kexue.train.Mixup` mixes with this same object (https://kexue.fm/archives/5693)."""
 
     def __init__(self, alpha: float = 1.0, num_classes: int | None = None, mode: str = "mixup",
                  collate_fn: Callable = default_collate, generator: torch.Generator | None = None) -> None:
         check_choice("mode", mode, ("mixup", "sample_pairing"))
         alpha = check_float("alpha", alpha)
+        num_classes = None if num_classes is None else check_int("num_classes", num_classes, 1)
+        if not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable, got {type(collate_fn).__name__}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.alpha, self.num_classes, self.mode = alpha, num_classes, mode
         self.collate_fn, self.generator = collate_fn, generator
 
-    def __call__(self, samples):
-        x, y = self.collate_fn(samples)
+    def mix(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """(x [B, ...], y [B] or [B, C]) -> the mixed (x, y)."""
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(f"mixup needs an (x, y) batch, got {type(batch).__name__}"
+                             f"{f' of {len(batch)} fields' if isinstance(batch, (tuple, list)) else ''}")
+        x, y = batch
         if self.mode == "sample_pairing":
             return sample_pairing(x, y, generator=self.generator)
         x_mix, y_mix, _, _ = mixup(x, y, self.alpha, self.num_classes, generator=self.generator)
         return x_mix, y_mix
+
+    def __call__(self, samples):
+        return self.mix(self.collate_fn(samples))
 
 
 @torch.no_grad()

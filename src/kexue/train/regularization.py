@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from ..regularizers.adversarial import FGM, PGD, VAT, input_gradient_penalty
-from ..regularizers.mixup import mixup, sample_pairing
+from .._validate import check_int
+from ..regularizers.mixup import MixupCollate
 from .callbacks import Callback
 from .meter import to_device
 
@@ -76,25 +77,24 @@ class VirtualAdversarial(Callback):
 
 
 class Mixup(Callback):
-    """Mix each training batch (x, y): mixup -> (x_mix, soft y), sample_pairing -> (x_pair, y).
-    The loss must accept soft targets (F.cross_entropy does). `schedule` (e.g. SamplePairingSchedule)
-    switches it on per epoch. The generator state is saved in checkpoints."""
+    """Mix each training batch (x, y) with `kexue.regularizers.MixupCollate.mix` (the one mixup): mixup ->
+    (x_mix, soft y), sample_pairing -> (x_pair, y). The loss must accept soft targets (F.cross_entropy does).
+    `schedule` (e.g. SamplePairingSchedule) switches it on per epoch. The generator state is saved in checkpoints."""
 
     def __init__(self, alpha: float = 1.0, num_classes: int | None = None, mode: str = "mixup",
                  schedule=None, seed: int = 0) -> None:
-        if mode not in ("mixup", "sample_pairing"):
-            raise ValueError(f"mode must be 'mixup' or 'sample_pairing', got {mode!r}")
-        self.alpha, self.num_classes, self.mode, self.schedule = alpha, num_classes, mode, schedule
+        seed = check_int("seed", seed)
+        if schedule is not None and not callable(getattr(schedule, "active", None)):
+            raise TypeError(f"schedule must have an active(epoch) method (e.g. SamplePairingSchedule) or be None, "
+                            f"got {type(schedule).__name__}")
         self.generator = torch.Generator().manual_seed(seed)
+        self.mixer = MixupCollate(alpha, num_classes, mode, generator=self.generator)
+        self.alpha, self.num_classes, self.mode, self.schedule = self.mixer.alpha, num_classes, mode, schedule
 
     def on_train_batch_data(self, batch):
         if self.schedule is not None and not self.schedule.active(self.trainer.epoch):
             return batch
-        x, y = batch
-        if self.mode == "sample_pairing":
-            return sample_pairing(x, y, generator=self.generator)
-        x_mix, y_mix, _, _ = mixup(x, y, self.alpha, self.num_classes, generator=self.generator)
-        return x_mix, y_mix
+        return self.mixer.mix(batch)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
