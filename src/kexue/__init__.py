@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import importlib
 
+from ._cpu import SlowBF16Warning
 from .models import CheckpointError, build_transformer_model
 from .tokenizers import SpTokenizer, Tokenizer, load_vocab
 
 __version__ = "0.1.0"
-__all__ = ["build_transformer_model", "CheckpointError", "Tokenizer", "SpTokenizer", "load_vocab", "__version__"]
+__all__ = ["build_transformer_model", "CheckpointError", "Tokenizer", "SpTokenizer", "load_vocab", "SlowBF16Warning",
+           "__version__"]
 
 # Subpackages imported on first access (`kexue.optim.WeightDecay` after a bare `import kexue`), as numpy/scipy do.
 _SUBPACKAGES = ("compress", "corpus", "data", "explain", "generation", "metrics", "models", "nn", "ode", "ops", "optim",

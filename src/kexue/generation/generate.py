@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .._cpu import warn_if_bf16_weights_on_cpu
 from .._validate import check_bool, check_float, check_int
 from .decoder import AutoRegressiveDecoder
 from .limits import (check_fits_memory, check_length_penalty, check_positions, check_token_id,
@@ -171,6 +172,7 @@ def generate(model, input_ids: Tensor, segment_ids: Tensor | None = None, attent
     plus scores (sum of token log-probs) with return_scores.
     """
     kind = _kind(model)
+    warn_if_bf16_weights_on_cpu(model, "generate (bf16 weights)")
     cfg = model.config
     V = cfg.vocab_size
     mask = _check_prompt(input_ids, attention_mask, V, model)
