@@ -101,8 +101,8 @@ def test_generate_with_bf16_weights_warns_once(no_native_bf16):
     prompt = torch.tensor([[1, 2, 3]])
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        generate(model, prompt, max_new_tokens=2, stop_at_eos=False)
-        generate(model, prompt, max_new_tokens=2, stop_at_eos=False)
+        generate(model, prompt, max_new_tokens=2)
+        generate(model, prompt, max_new_tokens=2)
     assert len(_slow_warnings(record)) == 1
 
 

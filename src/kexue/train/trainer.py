@@ -35,7 +35,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .._cpu import warn_if_bf16_weights_on_cpu, warn_if_slow_bf16
-from .._cpu import warn_if_bf16_weights_on_cpu, warn_if_slow_bf16
 from .._validate import check_bool, check_choice, check_float, check_int
 from ..optim.base import check_state_dict, last_step_updated, load_optimizer_state
 from .callbacks import Callback, CallbackList, History, TerminateOnNaN
@@ -179,9 +178,6 @@ class Trainer:
             device = self.dist.device or (p.device if p is not None else torch.device("cpu"))
         self.device = _check_device(device)
         self.module = model.to(self.device)
-        if precision == "bf16":  # autocast to bf16: a hundred times slower than fp32 without native bf16
-            warn_if_slow_bf16("Trainer(precision='bf16')", self.device)
-        warn_if_bf16_weights_on_cpu(self.module, "Trainer (bf16 weights)")
         if precision == "bf16":  # autocast to bf16: a hundred times slower than fp32 without native bf16
             warn_if_slow_bf16("Trainer(precision='bf16')", self.device)
         warn_if_bf16_weights_on_cpu(self.module, "Trainer (bf16 weights)")
