@@ -18,7 +18,9 @@ and changes nothing when it does not fit; `reset_state` clears the state of ever
 """
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+import weakref
+from types import MethodType
+from collections import defaultdict
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -152,51 +154,81 @@ class DerivedOptimizer(Optimizer):
     `transform_delta(p, delta, group, state) -> new_delta` (generic snapshot path). Per-parameter extra state
     lives in `self.state[p]` (the inner optimizer's state stays in `self.inner.state`); `state_dict()` is
     `{"inner": inner.state_dict(), "outer": own state}`. Parameters whose `.grad` is None are never touched.
+
+    Built with public torch API only: `Optimizer.__init__` runs (step hooks, `register_step_pre_hook`, torch
+    LR schedulers, pickling work as for any torch optimizer), then `param_groups` is the inner's list object.
+    `defaults` holds the inner's defaults plus this level's per-group hyperparameters, which live in every
+    group (a group may set its own value; a scheduler may change them; they are checked before each step).
+    Wrapper-wide settings that cannot differ per group (accumulation steps, EMA decay, ...) are constructor
+    attributes recorded in the stack (`describe_stack`).
     """
 
     # factory keyword (used by `extend_with`) -> constructor argument
     factory_kwargs: ClassVar[dict[str, str]] = {}
 
     def __init__(self, optimizer: Optimizer, **defaults: Any) -> None:
+        """`defaults`: this level's per-group hyperparameters (torch.optim style: written into every group that
+        does not set its own, read from the group at each step, saved with the groups)."""
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}")
         check_group_hyperparameters(optimizer.param_groups, "optimizer.param_groups")
+        for i, group in enumerate(optimizer.param_groups):          # values the user set in the inner's groups
+            for key in defaults:
+                if key in group:
+                    self._check_group_value(key, group[key], f"optimizer.param_groups[{i}][{key!r}]", defaults[key])
         self.inner = optimizer
-        self.defaults = dict(defaults)
-        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
-        self._optimizer_step_pre_hooks: OrderedDict = OrderedDict()
-        self._optimizer_step_post_hooks: OrderedDict = OrderedDict()
-        self._optimizer_state_dict_pre_hooks: OrderedDict = OrderedDict()
-        self._optimizer_state_dict_post_hooks: OrderedDict = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks: OrderedDict = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks: OrderedDict = OrderedDict()
-        self._patch_step_function()
-        self._warned_capturable_if_run_uncaptured = True
+        self._group_keys = tuple(defaults)
+        before = set(self.__dict__)
+        # torch's own set-up (hooks, state); it adopts the inner's group dicts through torch's add_param_group
+        # (the wrappers' own add_param_group adds to the inner optimizer, which already holds these groups)
+        self.add_param_group = MethodType(Optimizer.add_param_group, self)   # type: ignore[method-assign]
+        try:
+            super().__init__(optimizer.param_groups, {**optimizer.defaults, **defaults})
+        finally:
+            del self.add_param_group
+        # what torch keeps besides defaults/state/param_groups (hooks, ...): dropped by pickling, as torch does
+        self._torch_bookkeeping = frozenset(set(self.__dict__) - before - {"defaults", "state", "param_groups"})
+        self.param_groups = optimizer.param_groups                    # the very same list object
+        self._follow_inner()
         self._snapshots: dict[Tensor, Tensor] = {}
         self.last_step_updated = False
-        for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
 
     # ------------------------------------------------------------------ shared groups
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        """The inner optimizer's groups (same list object; survives `inner.load_state_dict`)."""
-        return self.inner.param_groups
+    def _follow_inner(self) -> None:
+        """Share the base optimizer's group list again whenever it loads a state dict (torch then rebinds its
+        `param_groups` to a new list), through torch's public load_state_dict post-hook."""
+        me = weakref.ref(self)
+
+        def rebind(base: Optimizer) -> None:
+            wrapper = me()
+            if wrapper is not None:
+                wrapper.param_groups = base.param_groups
+        base_optimizer(self.inner).register_load_state_dict_post_hook(rebind)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add the group to the inner optimizer (so to every level), then this level's defaults, checked."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        for key in self._group_keys:
+            if key in param_group:
+                self._check_group_value(key, param_group[key], f"param_group[{key!r}]", self.defaults[key])
         self.inner.add_param_group(param_group)
-        for key, value in self.defaults.items():
-            self.param_groups[-1].setdefault(key, value)
+        for key in self._group_keys:
+            self.param_groups[-1].setdefault(key, self.defaults[key])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__
+        """Everything but torch's hooks (a torch optimizer drops them too)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._torch_bookkeeping}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        defaults = dict(state["defaults"])
+        super().__setstate__(state)                                   # torch re-creates its hooks
+        self.defaults = defaults
+        self.param_groups = self.inner.param_groups
+        self._follow_inner()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
@@ -239,6 +271,7 @@ class DerivedOptimizer(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable | None = None) -> Any:  # type: ignore[override]
         check_group_hyperparameters(self.param_groups, "param_groups", ("lr",))   # a scheduler may set nan
+        self.check_groups()
         ctx = self._before(closure)
         try:
             loss = self._inner_step(closure)
@@ -304,24 +337,33 @@ class DerivedOptimizer(Optimizer):
         """Override: scalars (counters) saved next to the per-parameter state."""
         return {}
 
+    def _check_group_value(self, key: str, value: Any, at: str, default: Any) -> None:
+        """Override for keys that are not a flag or a number >= 0: raise a ValueError naming `at` if `value`
+        cannot stand for this level's group key `key` (default `default`)."""
+        if isinstance(default, bool):
+            check_bool(at, value)
+        elif isinstance(default, (int, float)):
+            check_float(at, value, low=0.0)
+
+    def check_groups(self, groups: list[dict[str, Any]] | None = None, where: str = "param_groups") -> None:
+        """Every group holds this level's keys with valid values (run before each step: a user or a scheduler
+        may have written a bad value into a group)."""
+        for i, group in enumerate(self.param_groups if groups is None else groups):
+            for key in self._group_keys:
+                at = f"{where}[{i}][{key!r}]"
+                if key not in group:
+                    raise ValueError(f"{at} is missing: {type(self).__name__} needs it (the state comes from "
+                                     f"another stack)")
+                self._check_group_value(key, group[key], at, self.defaults[key])
+
     def _check_group_defaults(self, state_dict: dict[str, Any], where: str) -> None:
         """The group keys this wrapper added (`weight_decay_rate`, `lazy`, ...) are in the saved base groups."""
-        if not self.defaults:
+        if not self._group_keys:
             return
         base_sd, path = state_dict, where
         while isinstance(base_sd, dict) and "inner" in base_sd:
             base_sd, path = base_sd["inner"], f"{path}['inner']"
-        for i, group in enumerate(base_sd["param_groups"]):
-            for key, default in self.defaults.items():
-                at = f"{path}['param_groups'][{i}][{key!r}]"
-                if key not in group:
-                    raise ValueError(f"{at} is missing: {type(self).__name__} needs it (the state comes from "
-                                     f"another stack)")
-                value = group[key]
-                if isinstance(default, bool):
-                    check_bool(at, value)
-                elif isinstance(default, (int, float)):
-                    check_float(at, value, low=0.0)
+        self.check_groups(base_sd["param_groups"], f"{path}['param_groups']")
 
     def _check_param_state(self, saved: dict[int, dict[str, Any]], where: str) -> None:
         """Override: raise a ValueError if the per-parameter state is incomplete (called first)."""
@@ -411,6 +453,7 @@ class DerivedOptimizer(Optimizer):
             self.inner._apply_state_dict(state_dict["inner"])
         else:                                       # torch keeps the given tensors: copy, never alias the dict
             self.inner.load_state_dict(_clone_tensors(state_dict["inner"]))
+        self.param_groups = self.inner.param_groups
         outer = dict(state_dict["outer"])
         params = self._all_params()
         saved = outer.pop("state", {})

@@ -72,21 +72,41 @@ class WeightDecay(DerivedOptimizer):
 
 
 class LayerAdaptation(DerivedOptimizer):
-    """Trust ratio per tensor: Δ' = η_t·‖θ_t‖·Δ/‖Δ‖ (LAMB, arXiv 1904.00962; https://kexue.fm/archives/7094).
+    """Trust ratio per tensor (LAMB, arXiv 1904.00962; https://kexue.fm/archives/7094).
 
-    r = ‖θ_t‖ / (‖Δ‖/η_t + eps), clamped to `max_ratio`; r = 1 when ‖θ_t‖ = 0 or Δ = 0. With η_t = 0 the step
-    is a no-op. Groups with key `layer_adaptation=False` (biases, norms) keep the inner update.
+    Update rule, for each tensor θ of a group with `layer_adaptation=True`, Δ the inner update, η_t its lr:
+
+        r = min(‖θ_t‖ / (‖Δ‖/η_t + ε), r_max)      (r = 1 when ‖θ_t‖ = 0 or Δ = 0)
+        θ_{t+1} = θ_t + r·Δ                          (so ‖θ_{t+1} − θ_t‖ ≈ η_t·‖θ_t‖)
+
+    ε = group key `layer_adaptation_eps` (constructor `eps`), r_max = group key `max_trust_ratio` (constructor
+    `max_ratio`, None: no cap): per-group hyperparameters in `defaults` and every group. With η_t = 0 the step
+    is a no-op. Groups with `layer_adaptation=False` (biases, norms) keep the inner update.
     """
 
     _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"layer_adaptation_eps": "eps", "max_trust_ratio": "max_ratio"}
 
     def __init__(self, optimizer: Optimizer, eps: float = 0.0, max_ratio: float | None = None) -> None:
-        self.eps = _check_nonneg("eps", eps)
+        eps = _check_nonneg("eps", eps)
         if max_ratio is not None:
             max_ratio = check_float("max_ratio", max_ratio, low=0.0, low_open=True)
-        self.max_ratio = max_ratio
-        super().__init__(optimizer, layer_adaptation=True)
+        super().__init__(optimizer, layer_adaptation=True, layer_adaptation_eps=eps, max_trust_ratio=max_ratio)
+
+    @property
+    def eps(self) -> float:
+        return self.defaults["layer_adaptation_eps"]
+
+    @property
+    def max_ratio(self) -> float | None:
+        return self.defaults["max_trust_ratio"]
+
+    def _check_group_value(self, key: str, value: Any, at: str, default: Any) -> None:
+        if key == "max_trust_ratio":
+            if value is not None:
+                check_float(at, value, low=0.0, low_open=True)
+        else:
+            super()._check_group_value(key, value, at, default)
 
     def hparams(self) -> dict[str, Any]:
         return {"eps": self.eps, "max_ratio": self.max_ratio}
@@ -115,9 +135,9 @@ class LayerAdaptation(DerivedOptimizer):
             torch._foreach_sub_(snaps, params)                            # snaps = θ_t − θ_new = −Δ
             w = torch.stack(norms)                                        # [n] ‖θ_t‖
             u = torch.stack(torch._foreach_norm(snaps)) / lr              # [n] ‖Δ‖/η
-            ratio = torch.where((w > 0) & (u > 0), w / (u + self.eps), torch.ones_like(w))
-            if self.max_ratio is not None:
-                ratio = ratio.clamp(max=self.max_ratio)
+            ratio = torch.where((w > 0) & (u > 0), w / (u + group["layer_adaptation_eps"]), torch.ones_like(w))
+            if group["max_trust_ratio"] is not None:
+                ratio = ratio.clamp(max=group["max_trust_ratio"])
             # θ_t + rΔ = θ_new + (1 − r)(−Δ)
             torch._foreach_mul_(snaps, (1.0 - ratio).tolist())
             torch._foreach_add_(params, snaps)
@@ -129,23 +149,29 @@ def piecewise_linear_lambda(schedule: dict[int, float], from_zero: bool = True) 
     return partial(piecewise_linear, schedule=dict(schedule), from_zero=from_zero)
 
 
-def _check_schedule(schedule: Any) -> dict[int, float]:
+def _check_schedule(schedule: Any, name: str = "lr_schedule") -> dict[int, float]:
     if not isinstance(schedule, dict) or not schedule:
-        raise ValueError(f"lr_schedule must be a non-empty dict {{step: multiplier}}, got {schedule!r}")
+        raise ValueError(f"{name} must be a non-empty dict {{step: multiplier}}, got {schedule!r}")
     for k, v in schedule.items():
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"lr_schedule keys must be ints >= 0, got key {k!r}")
-        _check_nonneg(f"lr_schedule[{k}]", v)
+            raise ValueError(f"{name} keys must be ints >= 0, got key {k!r}")
+        _check_nonneg(f"{name}[{k}]", v)
     return {int(k): float(v) for k, v in sorted(schedule.items())}
 
 
 class PiecewiseLinearLR(DerivedOptimizer):
     """lr multiplier m(t) piecewise linear in the update count t (https://kexue.fm/archives/7094).
 
-    {1000: 1, 2000: 0.1}: warm-up 0 -> 1 over 1000 updates, decay to 0.1 by 2000, constant after. t counts
-    real updates from 0. mode="lr" scales every group's lr by m(t) during the inner step only (so it stacks
-    with torch schedulers, as the tf.keras variant); mode="delta" scales the inner update Δ (keras variant).
-    They agree when the inner update is linear in lr (SGD, Adam, and WeightDecay/LayerAdaptation around them).
+    Update rule, with Δ(η) the inner update at learning rate η and t the number of real updates so far:
+
+        mode "lr":     θ_{t+1} = θ_t + Δ(m(t)·η)          (group lr scaled during the inner step only)
+        mode "delta":  θ_{t+1} = θ_t + m(t)·Δ(η)          (the keras variant: the update is scaled)
+
+    {1000: 1, 2000: 0.1}: warm-up 0 -> 1 over 1000 updates, decay to 0.1 by 2000, constant after. The lr stays
+    the group's own (so it stacks with torch schedulers: η is theirs). The modes agree when the inner update
+    is linear in lr (SGD, Adam, and WeightDecay/LayerAdaptation around them). The schedule and the mode are
+    per-group hyperparameters (group keys `lr_schedule`, `lr_schedule_mode`; the constructor gives the
+    defaults), so one group may warm up differently; t is one counter for the whole optimizer.
     """
 
     _state_kinds: ClassVar[dict[str, type] | None] = {}
@@ -153,42 +179,58 @@ class PiecewiseLinearLR(DerivedOptimizer):
 
     def __init__(self, optimizer: Optimizer, lr_schedule: dict[int, float] | None = None, mode: str = "lr") -> None:
         check_choice("mode", mode, ("lr", "delta"))
-        self.lr_schedule = _check_schedule({0: 1.0} if lr_schedule is None else lr_schedule)
-        self.mode = mode
+        schedule = _check_schedule({0: 1.0} if lr_schedule is None else lr_schedule)
         self.update_step = 0
-        super().__init__(optimizer)
+        super().__init__(optimizer, lr_schedule=schedule, lr_schedule_mode=mode)
+
+    @property
+    def lr_schedule(self) -> dict[int, float]:
+        """The default schedule (groups may hold their own under `lr_schedule`)."""
+        return self.defaults["lr_schedule"]
+
+    @property
+    def mode(self) -> str:
+        return self.defaults["lr_schedule_mode"]
+
+    def _check_group_value(self, key: str, value: Any, at: str, default: Any) -> None:
+        if key == "lr_schedule":
+            _check_schedule(value, at)
+        else:
+            check_choice(at, value, ("lr", "delta"))
 
     def delta_independent_of_params(self) -> bool:
         return delta_independent_of_params(self.inner)
 
+    def multiplier_of(self, group: dict[str, Any]) -> float:
+        """m(t) of `group` for the next update."""
+        return float(piecewise_linear(self.update_step, group["lr_schedule"]))
+
     @property
     def multiplier(self) -> float:
-        """m(t) for the next update."""
+        """m(t) of the default schedule for the next update."""
         return float(piecewise_linear(self.update_step, self.lr_schedule))
 
     def _before(self, closure: Callable | None) -> Any:
-        m = self.multiplier
-        if self.mode == "lr":
-            saved = [g["lr"] for g in self.param_groups]
-            for g in self.param_groups:
+        saved, scaled = [], []
+        for g in self.param_groups:
+            m = self.multiplier_of(g)
+            if g["lr_schedule_mode"] == "lr":
+                saved.append((g, g["lr"]))
                 g["lr"] = g["lr"] * m
-            return saved
-        if m == 1.0:
-            return None
-        return [(params, self._snapshot(params), m) for g in self.param_groups
-                if (params := self._step_params(g, closure))]
+            elif m != 1.0 and (params := self._step_params(g, closure)):
+                scaled.append((params, self._snapshot(params), m))
+        return saved, scaled
 
     def _after(self, ctx: Any, updated: bool) -> None:
-        if self.mode == "lr":
-            for g, lr in zip(self.param_groups, ctx):
-                g["lr"] = lr
-        elif ctx and updated:
-            for params, snaps, m in ctx:
+        saved, scaled = ctx
+        for g, lr in saved:
+            g["lr"] = lr
+        if updated:
+            for params, snaps, m in scaled:
                 keep = [i for i, p in enumerate(params) if p.grad is not None]
                 params, snaps = [params[i] for i in keep], [snaps[i] for i in keep]
                 if params:
                     torch._foreach_lerp_(params, snaps, 1.0 - m)          # θ_new + (1−m)(θ_t − θ_new)
-        if updated:
             self.update_step += 1
 
     def hparams(self) -> dict[str, Any]:

@@ -51,17 +51,21 @@ class LazyUpdate(DerivedOptimizer):
         super().__init__(optimizer, lazy=False)
         self._row_buffers: dict[Tensor, dict[str, Tensor]] = {}
         owned = {id(p) for p in self._all_params()}
-        self._designated: set[int] = set()
+        self._designated: list[Tensor] = []           # tensors, not ids: a pickled or deep-copied stack keeps them
         for p in params or []:
             if not isinstance(p, Tensor):
                 raise TypeError(f"params must be tensors of the wrapped optimizer, got {type(p).__name__}")
             if id(p) not in owned:
                 raise ValueError(f"params must be parameters of the wrapped optimizer; got a tensor of shape "
                                  f"{tuple(p.shape)} that is in none of its param_groups")
-            self._designated.add(id(p))
+            self._designated.append(p)
+        designated = self._designated_ids()
         for p in self._all_params():
-            if (id(p) in self._designated or self._group_of(p).get("lazy")) and not -p.dim() <= row_dim < p.dim():
+            if (id(p) in designated or self._group_of(p).get("lazy")) and not -p.dim() <= row_dim < p.dim():
                 raise ValueError(f"row_dim={row_dim} is out of range for a lazy parameter of shape {tuple(p.shape)}")
+
+    def _designated_ids(self) -> set[int]:
+        return {id(p) for p in self._designated}
 
     def _group_of(self, p: Tensor) -> dict[str, Any]:
         return next(g for g in self.param_groups if any(q is p for q in g["params"]))
@@ -70,7 +74,8 @@ class LazyUpdate(DerivedOptimizer):
         return delta_independent_of_params(self.inner)
 
     def hparams(self) -> dict[str, Any]:
-        designated = [i for i, p in enumerate(self._all_params()) if id(p) in self._designated]
+        ids = self._designated_ids()
+        designated = [i for i, p in enumerate(self._all_params()) if id(p) in ids]
         return {"row_dim": self.row_dim, "mode": self.mode, "params": designated}
 
     def _reset_own_state(self) -> None:
@@ -78,8 +83,9 @@ class LazyUpdate(DerivedOptimizer):
         self._row_buffers.clear()
 
     def _lazy_params(self) -> list[Tensor]:
+        ids = self._designated_ids()
         return [p for g in self.param_groups for p in g["params"]
-                if p.grad is not None and (g["lazy"] or id(p) in self._designated)]
+                if p.grad is not None and (g["lazy"] or id(p) in ids)]
 
     def _save_rows(self, key: str, src: Tensor, idx: Tensor, bufs: dict[str, Tensor]) -> Tensor:
         """Copy rows `idx` of src into a pre-allocated buffer (no per-step allocation)."""

@@ -21,7 +21,14 @@ __all__ = ["Lookahead"]
 class Lookahead(DerivedOptimizer):
     """Lookahead(optimizer, k=5, alpha=0.5) (arXiv 1907.08610; https://kexue.fm/archives/6869).
 
-    Counts real inner updates (skipped accumulation micro-steps do not count). The inner state is kept across
+    Update rule, θ the fast weights moved by the inner optimizer, φ the slow weights (φ_0 = θ_0), t the
+    number of real inner updates:
+
+        θ_{t+1} = θ_t + Δ_t                               (inner step)
+        if t+1 ≡ 0 (mod k):  φ ← φ + α·(θ_{t+1} − φ);  θ_{t+1} ← φ
+
+    k and α are per-group hyperparameters (group keys `lookahead_k`, `lookahead_alpha`, as timm; the
+    constructor gives the defaults). Counts real inner updates (skipped accumulation micro-steps do not count). The inner state is kept across
     syncs (author), unless `reset_inner_state`; `pullback_momentum` ("none" | "pullback" | "reset") treats an
     SGD `momentum_buffer` like pytorch-optimizer. `sync_schedule="after_k"` syncs after updates k, 2k, ...
     (author, pytorch-optimizer); "first_step" re-copies φ after update 1 and syncs after 1, k+1, 2k+1, ...
@@ -38,14 +45,29 @@ class Lookahead(DerivedOptimizer):
         check_bool("reset_inner_state", reset_inner_state)
         check_choice("pullback_momentum", pullback_momentum, ("none", "pullback", "reset"))
         check_choice("sync_schedule", sync_schedule, ("after_k", "first_step"))
-        self.k, self.alpha = k, alpha
         self.reset_inner_state = reset_inner_state
         self.pullback_momentum = pullback_momentum
         self.sync_schedule = sync_schedule
         self.update_step = 0
         self._backup: list[Tensor] | None = None
-        super().__init__(optimizer)
+        super().__init__(optimizer, lookahead_k=k, lookahead_alpha=alpha)
         self._init_slow(self._all_params())
+
+    @property
+    def k(self) -> int:
+        """The default k (groups may hold their own `lookahead_k`)."""
+        return self.defaults["lookahead_k"]
+
+    @property
+    def alpha(self) -> float:
+        """The default α (groups may hold their own `lookahead_alpha`)."""
+        return self.defaults["lookahead_alpha"]
+
+    def _check_group_value(self, key: str, value: Any, at: str, default: Any) -> None:
+        if key == "lookahead_k":
+            check_int(at, value, low=1)
+        else:
+            check_float(at, value, 0.0, 1.0)
 
     def _init_slow(self, params: list[Tensor]) -> None:
         with torch.no_grad():
@@ -67,21 +89,28 @@ class Lookahead(DerivedOptimizer):
         if not updated:
             return
         self.update_step += 1
-        moved = [p for p in self._all_params() if p.grad is not None and "slow_param" in self.state[p]]
-        if self.sync_schedule == "first_step" and self.update_step == 1:
-            if moved:
+        first = self.sync_schedule == "first_step"
+        for group in self.param_groups:
+            moved = [p for p in group["params"] if p.grad is not None and "slow_param" in self.state[p]]
+            if not moved:
+                continue
+            if first and self.update_step == 1:
                 torch._foreach_copy_([self.state[p]["slow_param"] for p in moved], moved)
-        elif (self.update_step - (self.sync_schedule == "first_step")) % self.k == 0:
-            self.sync(moved)
+            elif (self.update_step - first) % group["lookahead_k"] == 0:
+                self._sync_group(moved, group["lookahead_alpha"])
 
     @torch.no_grad()
     def sync(self, params: list[Tensor] | None = None) -> None:
-        """φ ← φ + α(θ − φ); θ ← φ for `params` (default: every parameter with slow weights)."""
-        params = [p for p in (self._all_params() if params is None else params) if "slow_param" in self.state[p]]
-        if not params:
-            return
+        """φ ← φ + α(θ − φ); θ ← φ for `params` (default: every parameter with slow weights), α of its group."""
+        chosen = None if params is None else {id(p) for p in params}
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if (chosen is None or id(p) in chosen) and "slow_param" in self.state[p]]
+            if ps:
+                self._sync_group(ps, group["lookahead_alpha"])
+
+    def _sync_group(self, params: list[Tensor], alpha: float) -> None:
         slow = [self.state[p]["slow_param"] for p in params]
-        torch._foreach_lerp_(slow, params, self.alpha)
+        torch._foreach_lerp_(slow, params, alpha)
         torch._foreach_copy_(params, slow)
         base = base_optimizer(self.inner)
         if self.reset_inner_state:
@@ -98,7 +127,7 @@ class Lookahead(DerivedOptimizer):
             if with_buf:
                 bufs = [base.state[p]["momentum_buffer"] for p in with_buf]
                 slow_bufs = [self.state[p]["slow_momentum"] for p in with_buf]
-                torch._foreach_lerp_(bufs, slow_bufs, 1.0 - self.alpha)
+                torch._foreach_lerp_(bufs, slow_bufs, 1.0 - alpha)
                 torch._foreach_copy_(slow_bufs, bufs)
 
     # ------------------------------------------------------------------ evaluation with slow weights
