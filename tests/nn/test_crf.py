@@ -1,10 +1,11 @@
 """Linear-chain CRF (https://kexue.fm/archives/5542) against brute-force enumeration of all tag paths."""
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
-from kexue.nn.crf import CRF
+from kexue.nn.crf import CRF, ViterbiDecoder
 
 
 def _brute(crf, em, L):
@@ -155,3 +156,71 @@ def test_mask_of_integers_and_floats_equals_bool_mask():
 def test_num_tags_checked(num_tags, exc):
     with pytest.raises(exc, match="num_tags"):
         CRF(num_tags)
+
+
+def _constrained_argmax(crf, em, L, starts, ends):
+    """Best enumerated path of length L whose first tag is in `starts` and last tag in `ends`."""
+    scores, paths = _brute(crf, em, L)
+    ok = [k for k, p in enumerate(paths) if p[0] in starts and p[-1] in ends]
+    k = max(ok, key=lambda i: scores[i].item())
+    return paths[k], scores[k]
+
+
+@pytest.mark.parametrize("include_start_end", [True, False])
+def test_viterbi_with_allowed_starts_and_ends_is_the_constrained_enumerated_argmax(include_start_end):
+    starts, ends = [0, 2], [1, 2]                   # tag 2 in both: a length-1 sequence has a valid path
+    for seed in range(5):
+        crf, em, mask, _, lengths = _setup(include_start_end, T=4, seed=seed)
+        paths, best = crf.viterbi(em, mask, starts=starts, ends=ends)
+        decoded = crf.decode(em, mask, starts=starts, ends=ends)
+        for b, L in enumerate(lengths.tolist()):
+            path, score = _constrained_argmax(crf, em[b], L, starts, ends)
+            assert tuple(decoded[b]) == path and paths[b, :L].tolist() == list(path)
+            torch.testing.assert_close(best[b], score)
+
+
+def test_viterbi_decoder_bert4keras_style_matches_enumeration():
+    """bert4keras's ViterbiDecoder(trans, starts, ends).decode(nodes [n, T]): no start/end scores."""
+    crf, em, _, _, _ = _setup(False, T=4, B=1, n=5, seed=3)
+    trans = crf.transitions.detach().numpy()
+    for starts, ends in ((None, None), ([1], None), (None, [0, 3]), ([1, 2], [3])):
+        dec = ViterbiDecoder(trans, starts=starts, ends=ends)
+        got = dec.decode(em[0].numpy())
+        path, _ = _constrained_argmax(crf, em[0], 5, starts or range(4), ends or range(4))
+        assert list(got) == list(path)
+    with pytest.raises(ValueError, match=r"trans must be a square \[T, T\]"):
+        ViterbiDecoder(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"starts must hold tag ids in \[0, 4\).*got \[4\]"):
+        ViterbiDecoder(trans, starts=[4])
+    with pytest.raises(ValueError, match=r"nodes must be \[n, 4\]"):
+        ViterbiDecoder(trans).decode(np.zeros((3, 2)))
+
+
+def test_starts_and_ends_that_no_path_can_meet_are_refused():
+    crf, em, mask, _, _ = _setup(True, T=3)
+    with pytest.raises(ValueError, match=r"no tag path.*starts=\[0\].*ends=\[1\].*length 1"):
+        crf.decode(em, mask, starts=[0], ends=[1])          # row 2 has length 1: it must start and end on one tag
+    with pytest.raises(ValueError, match="starts must hold"):
+        crf.decode(em, mask, starts=[])
+    with pytest.raises(TypeError, match="ends must hold"):
+        crf.decode(em, mask, ends=[True])
+
+
+def test_sparse_loss_and_accuracy_against_enumeration_and_counting():
+    """bert4keras's sparse_loss (NLL with integer tags) and sparse_accuracy (framewise argmax accuracy over
+    real tokens); pads may hold any id (e.g. -100) when a mask is given."""
+    crf, em, mask, tags, lengths = _setup(True, T=3)
+    padded = tags.masked_fill(~mask, -100)
+    nll = []
+    for b, L in enumerate(lengths.tolist()):
+        scores, paths = _brute(crf, em[b], L)
+        nll.append(scores.logsumexp(0) - scores[paths.index(tuple(tags[b, :L].tolist()))])
+    torch.testing.assert_close(crf.sparse_loss(em, padded, mask), torch.stack(nll).mean())
+    torch.testing.assert_close(crf.sparse_loss(em, padded[..., None], mask, reduction="none"), torch.stack(nll))
+    hits = sum(int(em[b, t].argmax() == tags[b, t]) for b, L in enumerate(lengths.tolist()) for t in range(L))
+    assert crf.sparse_accuracy(em, padded, mask).item() == pytest.approx(hits / int(lengths.sum()))
+    decoded = crf.decode(em, mask)
+    hits = sum(int(decoded[b][t] == tags[b, t]) for b, L in enumerate(lengths.tolist()) for t in range(L))
+    assert crf.sparse_accuracy(em, padded, mask, viterbi=True).item() == pytest.approx(hits / int(lengths.sum()))
+    with pytest.raises(ValueError, match="tags"):
+        crf.sparse_loss(em, padded)                           # without a mask every position is real
