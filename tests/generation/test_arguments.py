@@ -72,8 +72,8 @@ def test_max_new_tokens_is_checked_against_the_position_table_first(gpt2):
         generate(gpt2, _ids(n=3), max_new_tokens=10**7)
     with pytest.raises(ValueError, match="max_new_tokens=63"):
         generate(gpt2, _ids(n=3), max_new_tokens=63)
-    out = generate(gpt2, _ids(n=3), max_new_tokens=62, end_id=None)       # the last position is exactly filled
-    assert [len(s) for s in out] == [62, 62]
+    out = generate(gpt2, _ids(n=3), max_new_tokens=62, stop_at_eos=False)       # the last position is exactly filled
+    assert [len(s) for s in out.trimmed()] == [62, 62]
     with pytest.raises(ValueError, match="max_new_tokens=1 .*length 65.*shorter prompt"):
         generate(gpt2, _ids(n=65), max_new_tokens=1)                       # the prompt alone is too long
 
@@ -83,7 +83,8 @@ def test_models_without_a_position_table_are_capped_by_memory(t5):
     position limit: tests/generation/test_generate_padding.py)."""
     with pytest.raises(ValueError, match=r"max_new_tokens=1000000000000 .*GiB"):
         generate(t5, _ids(), max_new_tokens=10**12)
-    assert len(generate(t5, _ids(), max_new_tokens=70, end_id=None)[0]) == 70    # no table: 70 > 64 is fine
+    out = generate(t5, _ids(), max_new_tokens=70, stop_at_eos=False)
+    assert len(out.trimmed()[0]) == 70                                          # no table: 70 > 64 is fine
 
 
 def test_a_model_without_lm_head_is_refused():
@@ -130,7 +131,7 @@ def test_roberta_unilm_counts_positions_from_padding_idx_plus_one():
         if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
             torch.nn.init.normal_(m.weight, std=0.5)
     ids = _ids(B=1, n=4)
-    out = generate(model, ids, segment_ids=torch.zeros_like(ids), max_new_tokens=6, end_id=None)[0]
+    out = generate(model, ids, segment_ids=torch.zeros_like(ids), max_new_tokens=6, stop_at_eos=False).trimmed()[0]
     seq = ids.clone()
     with torch.no_grad():
         for _ in range(6):                                                          # reference: full recompute
@@ -138,7 +139,8 @@ def test_roberta_unilm_counts_positions_from_padding_idx_plus_one():
             seq = torch.cat([seq, model(seq, segment_ids=seg).logits[:, -1].argmax(-1, keepdim=True)], 1)
     assert out.tolist() == seq[0, 4:].tolist()
     # 20 positions from offset 2: a 4-token prompt leaves room for 15 new tokens
-    assert len(generate(model, ids, segment_ids=torch.zeros_like(ids), max_new_tokens=15, end_id=None)[0]) == 15
+    assert len(generate(model, ids, segment_ids=torch.zeros_like(ids), max_new_tokens=15,
+                        stop_at_eos=False).trimmed()[0]) == 15
     with pytest.raises(ValueError, match="max_new_tokens=16"):
         generate(model, ids, segment_ids=torch.zeros_like(ids), max_new_tokens=16)
 

@@ -64,7 +64,7 @@ def _cut(row, end):
 def test_gpt2_greedy_equals_transformers(gpt2_pair, B, seed):
     hf, model = gpt2_pair
     ids, mask = _prompts(B, seed)
-    ours = generate(model, ids, attention_mask=mask, max_new_tokens=12)            # right-padded input
+    ours = generate(model, ids, attention_mask=mask, max_new_tokens=12).trimmed()  # right-padded input
     left_mask, left_ids = kexue.generation.left_align(mask, ids)
     ref = hf.generate(left_ids, attention_mask=left_mask, max_new_tokens=12, do_sample=False, num_beams=1,
                       pad_token_id=0)[:, ids.shape[1]:]
@@ -76,7 +76,7 @@ def test_gpt2_greedy_equals_transformers(gpt2_pair, B, seed):
 def test_t5_greedy_equals_transformers(t5_pair, B, seed):
     hf, model = t5_pair
     ids, mask = _prompts(B, seed)
-    ours = generate(model, ids, attention_mask=mask, max_new_tokens=10)
+    ours = generate(model, ids, attention_mask=mask, max_new_tokens=10).trimmed()
     ref = hf.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, num_beams=1)[:, 1:]
     assert [s.tolist() for s in ours] == [_cut(r, END["t5"]) for r in ref]
     assert B == 1 or len({t for s in ours for t in s.tolist()}) > 1
@@ -98,12 +98,13 @@ def _seq_logprob_lm(model, prompt, gen, seg=None, new_seg=1):
 def test_cached_equals_recomputed_and_beam_scores_match_full_forward(kind, gpt2_pair, t5_pair, unilm):
     model = {"gpt2": gpt2_pair[1], "t5": t5_pair[1], "unilm": unilm}[kind]
     ids, mask = _prompts(3, 5)
-    kw = dict(attention_mask=mask, max_new_tokens=8, end_id=END[kind], return_scores=True)
+    kw = dict(attention_mask=mask, max_new_tokens=8, end_id=END[kind])
     if kind == "unilm":
         kw["segment_ids"] = torch.zeros_like(ids)
     for beams in (1, 3):
-        a, sa = generate(model, ids, num_beams=beams, **kw)
-        b, sb = generate(model, ids, num_beams=beams, use_cache=False, **kw)
+        out_a, out_b = generate(model, ids, num_beams=beams, **kw), generate(model, ids, num_beams=beams,
+                                                                               use_cache=False, **kw)
+        (a, sa), (b, sb) = (out_a.trimmed(), out_a.scores), (out_b.trimmed(), out_b.scores)
         assert [s.tolist() for s in a] == [s.tolist() for s in b]
         torch.testing.assert_close(sa, sb, atol=1e-4, rtol=0)
         for i in range(3):
@@ -124,12 +125,12 @@ def test_sampling_seeded_and_streaming_through_the_model(gpt2_pair):
     ids, mask = _prompts(2, 7)
     a = generate(model, ids, attention_mask=mask, do_sample=True, num_samples=3, topk=5, seed=11, max_new_tokens=6)
     b = generate(model, ids, attention_mask=mask, do_sample=True, num_samples=3, topk=5, seed=11, max_new_tokens=6)
-    assert [[s.tolist() for s in r] for r in a] == [[s.tolist() for s in r] for r in b]
+    assert torch.equal(a.sequences, b.sequences) and a.sequences.shape[0] == 2 * 3
     steps = []
-    generate(model, ids, attention_mask=mask, max_new_tokens=4, end_id=None,
+    generate(model, ids, attention_mask=mask, max_new_tokens=4, stop_at_eos=False,
              callback=lambda step, tok, fin: steps.append(tok.clone()))
-    greedy = generate(model, ids, attention_mask=mask, max_new_tokens=4, end_id=None)
-    assert torch.equal(torch.stack(steps, 1), torch.stack(greedy))
+    greedy = generate(model, ids, attention_mask=mask, max_new_tokens=4, stop_at_eos=False)
+    assert torch.equal(torch.stack(steps, 1), greedy.sequences)
 
 
 def test_bf16_weights_under_inference_mode(gpt2_pair, t5_pair):
@@ -137,8 +138,8 @@ def test_bf16_weights_under_inference_mode(gpt2_pair, t5_pair):
         m16 = __import__("copy").deepcopy(model).to(torch.bfloat16)
         ids, mask = _prompts(2, 9)
         with torch.inference_mode():
-            out, scores = generate(m16, ids, attention_mask=mask, max_new_tokens=6, num_beams=2, end_id=None,
-                                   return_scores=True)
+            res = generate(m16, ids, attention_mask=mask, max_new_tokens=6, num_beams=2, stop_at_eos=False)
+        out, scores = res.trimmed(), res.scores
         assert all(len(s) == 6 and int(s.max()) < V for s in out)
         assert torch.isfinite(scores).all()
 
@@ -164,4 +165,4 @@ def test_model_generate_delegates(gpt2_pair, t5_pair):
     for model in (gpt2_pair[1], t5_pair[1]):
         a = model.generate(ids, attention_mask=mask, max_new_tokens=5)
         b = generate(model, ids, attention_mask=mask, max_new_tokens=5)
-        assert [s.tolist() for s in a] == [s.tolist() for s in b]
+        assert torch.equal(a.sequences, b.sequences) and torch.equal(a.lengths, b.lengths)

@@ -23,9 +23,9 @@ def test_padded_unilm_prompt_without_mask_equals_explicit_mask():
     ids = torch.tensor([[5, 6, 7, 8, 9], [11, 12, 0, 0, 0]])          # row 1 right-padded with the pad id 0
     segs = torch.zeros_like(ids)
     mask = ids.ne(0).long()
-    implicit = generate(model, ids, segs, max_new_tokens=6, end_id=None)
-    explicit = generate(model, ids, segs, attention_mask=mask, max_new_tokens=6, end_id=None)
-    alone = generate(model, ids[1:, :2], segs[1:, :2], max_new_tokens=6, end_id=None)
+    implicit = generate(model, ids, segs, max_new_tokens=6, stop_at_eos=False).trimmed()
+    explicit = generate(model, ids, segs, attention_mask=mask, max_new_tokens=6, stop_at_eos=False).trimmed()
+    alone = generate(model, ids[1:, :2], segs[1:, :2], max_new_tokens=6, stop_at_eos=False).trimmed()
     for a, b in zip(implicit, explicit):
         assert torch.equal(a, b)
     assert torch.equal(implicit[1], alone[0])
@@ -40,9 +40,10 @@ def test_generated_pad_id_is_a_real_token_in_the_cached_path():
         if output_ids.shape[1] < 2:
             allowed[:, 1:] = False
         return allowed
-    kw = dict(max_new_tokens=7, end_id=None, allowed_next=pad_first, return_scores=True)
-    (cached,), (cached_score,) = generate(model, ids, segs, **kw)
-    (recomputed,), (recomputed_score,) = generate(model, ids, segs, use_cache=False, **kw)
+    kw = dict(max_new_tokens=7, stop_at_eos=False, allowed_next=pad_first)
+    a, b = generate(model, ids, segs, **kw), generate(model, ids, segs, use_cache=False, **kw)
+    (cached,), (cached_score,) = a.trimmed(), a.scores
+    (recomputed,), (recomputed_score,) = b.trimmed(), b.scores
     assert cached[:2].tolist() == [0, 0]
     assert torch.equal(cached, recomputed)
     torch.testing.assert_close(torch.as_tensor(cached_score), torch.as_tensor(recomputed_score), rtol=0, atol=1e-5)
@@ -54,6 +55,7 @@ def test_rotary_table_limits_max_new_tokens_before_any_cache():
         model_type="roformer", vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
         intermediate_size=37, max_position_embeddings=16, pad_token_id=0), with_mlm=True, application="lm").eval()
     prompt = torch.tensor([[5, 6, 7]])
-    assert len(generate(model, prompt, max_new_tokens=14, end_id=None)[0]) == 14     # 3 + 14 - 1 = 16 fits
+    out = generate(model, prompt, max_new_tokens=14, stop_at_eos=False)
+    assert len(out.trimmed()[0]) == 14                                              # 3 + 14 - 1 = 16 fits
     with pytest.raises(ValueError, match=r"max_new_tokens=15 .* use max_new_tokens <= 14"):
-        generate(model, prompt, max_new_tokens=15, end_id=None)
+        generate(model, prompt, max_new_tokens=15, stop_at_eos=False)

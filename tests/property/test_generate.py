@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kexue
-from kexue.generation import AutoRegressiveDecoder, generate
+from kexue.generation import AutoRegressiveDecoder, GenerationOutput, generate
 from tests.property.clear_error import CLEAR, assert_finite, valid_or_clear_error
 
 V, POSITIONS, EOS = 40, 16, 7
@@ -49,7 +49,8 @@ BAD = {
     "temperature": [0.0, -1.0, NAN, INF, None, 1e-45],
     "length_penalty": [NAN, INF, -INF, 1e6, "1"],
     "repetition_penalty": [0.0, -1.0, NAN, INF],
-    "end_id": [V, 10**6, -2, 1.5, "a"],
+    "end_id": [V, 10**6, -1, -2, 1.5, "a"],                # -1 no longer means "the config's"
+    "stop_at_eos": ["yes", 1, None],
     "banned_ids": [[V], [-1], [1.5], list(range(V)), "abc", 5],
     "min_ends": [0, -1, 1.5],
     "seed": [1.5, "x"],
@@ -103,10 +104,12 @@ def arguments(draw, kind: str, allow_bad: bool = True):
               do_sample=do_sample, num_samples=draw(st.integers(1, 3)),
               topk=draw(st.none() | st.integers(1, V + 5)), topp=draw(st.none() | st.floats(0.05, 1.0)),
               temperature=draw(st.floats(0.2, 5.0)), length_penalty=draw(st.floats(-2.0, 2.0)),
-              repetition_penalty=draw(st.floats(0.5, 2.0)), end_id=draw(st.sampled_from([None, -1, 3, EOS])),
+              repetition_penalty=draw(st.floats(0.5, 2.0)), end_id=draw(st.sampled_from([None, 3, EOS])),
               banned_ids=draw(st.none() | st.lists(st.integers(0, V - 1), max_size=4)),
               min_ends=draw(st.integers(1, 2)), seed=draw(st.integers(0, 100)), use_cache=draw(st.booleans()),
-              return_scores=draw(st.booleans()), attention_mask=mask.long())
+              stop_at_eos=draw(st.booleans()), attention_mask=mask.long())
+    if not kw["stop_at_eos"]:
+        kw["end_id"] = None                          # an end id and stop_at_eos=False together are refused
     kw["min_new_tokens"] = draw(st.integers(0, kw["max_new_tokens"]))
     seg = None
     if kind == "unilm":
@@ -120,16 +123,18 @@ def arguments(draw, kind: str, allow_bad: bool = True):
 
 
 def _check_result(out, ids, kw, model):
-    """Valid output: per input a 1-D id tensor (sampling: num_samples of them) obeying every constraint."""
-    if kw["return_scores"]:
-        out, scores = out
-        assert_finite(scores)
-    B = ids.shape[0]
-    assert isinstance(out, list) and len(out) == B
-    rows = [s for group in out for s in group] if kw["do_sample"] else out
-    if kw["do_sample"]:
-        assert all(len(group) == kw["num_samples"] for group in out)
-    end = model.config.eos_token_id if kw["end_id"] == -1 else kw["end_id"]
+    """Valid output: a GenerationOutput with one row per input (sampling: num_samples adjacent rows), padded
+    with the pad id after each row's length, every row obeying every constraint."""
+    assert isinstance(out, GenerationOutput)
+    assert_finite(out.scores)
+    R = ids.shape[0] * (kw["num_samples"] if kw["do_sample"] else 1)
+    assert out.sequences.dtype == torch.long and out.sequences.shape == (R, int(out.lengths.max()))
+    assert out.lengths.shape == (R,) and out.scores.shape == (R,)
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    after = torch.arange(out.sequences.shape[1])[None] >= out.lengths[:, None]
+    assert (out.sequences[after] == pad).all()
+    rows = out.trimmed()
+    end = (model.config.eos_token_id if kw["end_id"] is None else kw["end_id"]) if kw["stop_at_eos"] else None
     banned = set(kw["banned_ids"] or ())
     for s in rows:
         assert s.dim() == 1 and s.dtype == torch.long and 1 <= len(s) <= kw["max_new_tokens"]

@@ -172,9 +172,16 @@ class AutoRegressiveDecoder:
         """Argmax decoding of every input row; returns a list of B 1-D LongTensors (and scores [B])."""
         banned_ids, repetition_penalty = self._check_hooks(banned_ids, repetition_penalty, allowed_next, callback,
                                                            return_scores)
-        return self._sample_loop(inputs, 1, states, pick=None, temperature=1.0, banned_ids=banned_ids,
-                                 rep_penalty=repetition_penalty, allowed_next=allowed_next, callback=callback,
-                                 return_scores=return_scores)
+        out = self._sample_loop(inputs, 1, states, pick=None, temperature=1.0, banned_ids=banned_ids,
+                                rep_penalty=repetition_penalty, allowed_next=allowed_next, callback=callback)
+        return self._as_lists(out, return_scores)
+
+    @staticmethod
+    def _as_lists(out: tuple[Tensor, Tensor, Tensor], return_scores: bool):
+        """(tokens [N, maxlen], lengths [N], scores [N]) -> bert4keras's list of N 1-D LongTensors."""
+        tokens, lengths, scores = out
+        seqs = [tokens[i, :int(n)].clone() for i, n in enumerate(lengths.tolist())]
+        return (seqs, scores) if return_scores else seqs
 
     def random_sample(self, inputs, n: int, topk: int | None = None, topp: float | None = None, states=None,
                       temperature: float = 1.0, *, seed: int | None = None, generator: torch.Generator | None = None,
@@ -196,21 +203,24 @@ class AutoRegressiveDecoder:
         if generator is None and seed is not None:
             generator = torch.Generator(device=self._as_inputs(inputs)[0].device).manual_seed(seed)
 
+        out = self._sample_loop(inputs, n, states, pick=self._sample_picker(topk, topp, generator),
+                                temperature=temperature, banned_ids=banned_ids,
+                                rep_penalty=repetition_penalty, allowed_next=allowed_next, callback=callback)
+        seqs = self._as_lists(out, False)
+        grouped = [seqs[b * n:(b + 1) * n] for b in range(len(seqs) // n)]
+        return (grouped, out[2].view(-1, n)) if return_scores else grouped
+
+    def _sample_picker(self, topk, topp, generator):
         def pick(scores: Tensor) -> tuple[Tensor, Tensor]:
             scores = top_p_filter(top_k_filter(scores, topk), topp)                      # [N, V]
             tok = torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]   # [N]
             return tok, scores
-
-        out = self._sample_loop(inputs, n, states, pick=pick, temperature=temperature, banned_ids=banned_ids,
-                                rep_penalty=repetition_penalty, allowed_next=allowed_next, callback=callback,
-                                return_scores=return_scores)
-        seqs = out[0] if return_scores else out
-        grouped = [seqs[b * n:(b + 1) * n] for b in range(len(seqs) // n)]
-        return (grouped, out[1].view(-1, n)) if return_scores else grouped
+        return pick
 
     def _sample_loop(self, inputs, n, states, *, pick, temperature, banned_ids, rep_penalty, allowed_next,
-                     callback, return_scores):
-        """Shared loop of greedy (pick=None) and sampling: N = B*n rows, each picks one token per step."""
+                     callback):
+        """Shared loop of greedy (pick=None) and sampling: N = B*n rows, each picks one token per step.
+        Returns (tokens [N, maxlen], lengths [N], scores [N]); tokens after a row's length are filler."""
         inputs = self._as_inputs(inputs)
         if n > 1:
             inputs = [x.repeat_interleave(n, 0) for x in inputs]
@@ -242,18 +252,31 @@ class AutoRegressiveDecoder:
                 callback(step, tok, finished)
             if bool(finished.all()):
                 break
-        seqs = [buf[i, off:off + int(lengths[i])].clone() for i in range(N)]
-        return (seqs, total) if return_scores else seqs
+        return buf[:, off:], lengths, total
 
-    def beam_search(self, inputs, topk: int, states=None, temperature: float = 1.0, *,
+    def beam_search(self, inputs, num_beams: int | None = None, states=None, temperature: float = 1.0, *,
                     length_penalty: float = 0.0, banned_ids: Sequence[int] | None = None,
                     repetition_penalty: float = 1.0, allowed_next: Callable | None = None,
-                    return_scores: bool = False):
+                    return_scores: bool = False, topk: int | None = None):
         """Beam search with cumulative log-probs; beams shrink as hypotheses finish (bert4keras). Finished
         hypotheses are kept and the search stops once the best of them beats every live beam, so with a wide
         enough beam it is exact (the reference drops them). Ranking uses score / length**length_penalty;
-        the returned score is the raw sum of log-probs. Returns a list of B LongTensors (and scores [B])."""
-        K = check_int("topk", topk, 1)
+        the returned score is the raw sum of log-probs. Returns a list of B LongTensors (and scores [B]).
+        num_beams is the beam width (`topk` is bert4keras's name for it, kept as an alias)."""
+        if topk is not None and num_beams is not None:
+            raise ValueError(f"pass the beam width once: num_beams={num_beams!r} or its bert4keras alias "
+                             f"topk={topk!r}, not both")
+        if topk is None and num_beams is None:
+            raise TypeError("beam_search needs the beam width num_beams (bert4keras: topk)")
+        K = check_int("topk", topk, 1) if topk is not None else check_int("num_beams", num_beams, 1)
+        return self._as_lists(self._beam_search(inputs, K, states, temperature, length_penalty=length_penalty,
+                                                banned_ids=banned_ids, repetition_penalty=repetition_penalty,
+                                                allowed_next=allowed_next, return_scores=return_scores),
+                              return_scores)
+
+    def _beam_search(self, inputs, K: int, states, temperature: float, *, length_penalty, banned_ids,
+                     repetition_penalty, allowed_next, return_scores):
+        """beam_search's loop -> (best tokens [B, maxlen], lengths [B], raw scores [B])."""
         temperature = check_float("temperature", temperature, 0.0, low_open=True)
         length_penalty = check_length_penalty(length_penalty, self.maxlen)
         banned_ids, repetition_penalty = self._check_hooks(banned_ids, repetition_penalty, allowed_next, None,
@@ -313,5 +336,4 @@ class AutoRegressiveDecoder:
             best_raw = torch.where(take, beam.gather(1, j[:, None])[:, 0], best_raw)
             best_len = torch.where(take, self.maxlen, best_len)
             best_ids[take] = buf[(base[:, 0] + j)[take], off:]
-        seqs = [best_ids[b, :int(best_len[b])].clone() for b in range(B)]
-        return (seqs, best_raw) if return_scores else seqs
+        return best_ids, best_len, best_raw

@@ -1,6 +1,6 @@
-"""Size checks run before decoding allocates anything: the position table of the model and the memory of
-the device. A request that cannot fit is refused at once, naming the argument, instead of failing deep in
-the allocator (or after minutes of decoding) with "sequence length 65 exceeds".
+"""Size checks run before decoding allocates anything: the memory of the device (the model's position table
+is checked by the model, `kexue.models.decoding.check_decoding_positions`). A request that cannot fit is
+refused at once, naming the argument, instead of failing deep in the allocator (or after minutes of decoding).
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import torch
 
 from .._validate import check_float, check_int
 
-__all__ = ["available_bytes", "check_fits_memory", "check_positions", "check_token_id", "check_token_ids",
-           "check_length_penalty", "position_offset"]
+__all__ = ["available_bytes", "check_fits_memory", "check_token_id", "check_token_ids", "check_length_penalty"]
 
 _LP_EXPONENT_LIMIT = 300.0      # |length_penalty| * ln(maxlen): maxlen**length_penalty stays in [1e-130, 1e130]
 
@@ -41,30 +40,6 @@ def check_fits_memory(what: str, nbytes: int, device) -> None:
     if nbytes > free:
         raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB for its decoding buffers, more than the "
                          f"{free / 2**30:.3g} GiB available on {torch.device(device or 'cpu')}; ask for fewer")
-
-
-def position_offset(model) -> int:
-    """The position id of a model's first token (RoBERTa counts from padding_idx + 1, others from 0)."""
-    first = model.default_positions(None, 1, 0, torch.device("cpu"))
-    return int(first.reshape(-1)[0])
-
-
-def check_positions(model, prompt_len: int, max_new_tokens: int) -> int:
-    """Prompt + generated tokens must fit the model's position table (learned or rotary), if it has one.
-
-    The last generated token is never fed back, so a run uses prompt_len + max_new_tokens - 1 positions,
-    starting at the model's `position_offset`. Returns that offset (0 for models without positions)."""
-    offset = position_offset(model) if hasattr(model, "default_positions") else 0
-    max_length = model.max_length() if hasattr(model, "max_length") else None
-    if max_length is None:                              # relative / T5: no table to overflow
-        return offset
-    room = max_length - prompt_len + 1
-    if max_new_tokens > room:
-        raise ValueError(f"max_new_tokens={max_new_tokens} with a prompt of length {prompt_len} needs "
-                         f"{prompt_len + max_new_tokens - 1} positions (from {offset}), but the model's position "
-                         f"table holds max_position={max_length + offset}; use max_new_tokens <= {max(room, 0)}"
-                         + (" or a shorter prompt" if room < 1 else ""))
-    return offset
 
 
 def check_token_id(name: str, value, vocab_size: int | None, *, allow_none: bool = True) -> int | None:

@@ -17,6 +17,7 @@ from .config import TransformerConfig
 from .inputs import ValueChecks, check_ids, check_mask, compute_dtype, type_name
 from .loading import KeyMap
 from .registry import register_model
+from .seq2seq_decoding import EncoderDecoderDecoding
 from .transformer import TransformerOutput, build_attention_bias
 
 __all__ = ["T5", "T5Block"]
@@ -94,7 +95,7 @@ class T5Block(nn.Module):
 
 
 @register_model("t5", config_from_hf=t5_config_from_hf, keymap=t5_keymap, aliases=("mt5",))
-class T5(nn.Module):
+class T5(EncoderDecoderDecoding, nn.Module):
     """Encoder-decoder T5; `model(input_ids, decoder_input_ids=...)` returns `.logits` and both stacks' states."""
 
     def __init__(self, config: TransformerConfig, application: str | None = None, with_pool: bool = False,
@@ -258,11 +259,6 @@ class T5(nn.Module):
                           output_hidden_states=output_hidden_states)
         out.encoder_hidden_states = enc_states
         return out
-
-    def generate(self, input_ids: Tensor, **kwargs):
-        """Convenience wrapper for `kexue.generation.generate(self, input_ids, ...)`."""
-        from ..generation import generate
-        return generate(self, input_ids, **kwargs)
 
     def save_pretrained(self, directory: str, allow_nonfinite: bool = False) -> None:
         """HF-format config.json + model.safetensors that `transformers` loads back; NaN/inf weights are

@@ -26,6 +26,7 @@ from ..nn.feedforward import FeedForward, activation
 from ..nn.kv_cache import KVCache
 from .._validate import check_bool, check_int
 from .config import TransformerConfig
+from .lm_decoding import TransformerDecoding
 from .inputs import (ValueChecks, check_bias, check_embeds, check_ids, check_mask, check_same_shape,
                      compute_dtype, type_name)
 
@@ -173,7 +174,7 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
     return bias, (None if every_row else ~any_key)
 
 
-class Transformer(nn.Module):
+class Transformer(TransformerDecoding, nn.Module):
     """Encoder / decoder-only Transformer with heads and application modes (see module docstring)."""
 
     segment_via_word = False     # GPT-style models embed segment ids with the word table
@@ -469,8 +470,3 @@ class Transformer(nn.Module):
         refused unless `allow_nonfinite=True`."""
         from .registry import save_pretrained
         save_pretrained(self, directory, allow_nonfinite=allow_nonfinite)
-
-    def generate(self, input_ids: Tensor, **kwargs: Any) -> Any:
-        """Convenience wrapper for `kexue.generation.generate(self, input_ids, ...)`."""
-        from ..generation import generate
-        return generate(self, input_ids, **kwargs)

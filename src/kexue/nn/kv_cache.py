@@ -15,6 +15,8 @@ Layout (S = max_len slots per row; slot s holds the s-th token fed to the decode
     next_segment    [B, 1] long            segment id of the next token
     cross_k/cross_v [layers, B, H, S_enc, D] T5 cross-attention K/V of the encoder output, written by the
                                            decoder's first cached call (`set_cross`)
+    encoder_out     [B, S_enc, C]          T5 encoder output and its padding mask encoder_mask [B, S_enc]
+                                           (`set_encoder`, at prefill)
 
 Shape, dtype and device checks (`check_fits`, `check_room`) read Python values and run before a step, at
 setup or prefill; `update`, `write_masks`, `last_rank` and `advance` are pure tensor code.
@@ -52,7 +54,10 @@ class KVCache(nn.Module):
                              persistent=False)
         self.register_buffer("cross_k", None, persistent=False)
         self.register_buffer("cross_v", None, persistent=False)
+        self.register_buffer("encoder_out", None, persistent=False)     # T5: [B, S_enc, C], set by prefill
+        self.register_buffer("encoder_mask", None, persistent=False)    # T5: [B, S_enc] (1 = real)
         self.cross_written = [False] * num_layers           # Python flags, set once per source (prefill)
+        self.with_segments = False                          # decode steps carry next_segment (set by prefill)
         self.num_layers, self.batch_size, self.max_len = num_layers, batch_size, max_len
         self.num_heads, self.head_dim = num_heads, head_dim
 
@@ -141,6 +146,10 @@ class KVCache(nn.Module):
         self.cross_v[layer].copy_(v)
         self.cross_written[layer] = True
 
+    def set_encoder(self, states: Tensor, mask: Tensor) -> None:
+        """Keep the encoder output [B, S_enc, C] and its mask [B, S_enc] that the decoder attends to."""
+        self.encoder_out, self.encoder_mask = states, mask
+
     # ---- beams and reuse -------------------------------------------------------------------------------------
     def reorder(self, index: Tensor) -> None:
         """Gather rows along the batch axis in place (beam search): row b becomes old row index[b]."""
@@ -159,6 +168,9 @@ class KVCache(nn.Module):
         self.v[:, :, :, :L] = self.v[:, :, :, :L].index_select(1, index)
         for buf in (self.valid, self.rank, self.next_position, self.next_segment):
             buf.copy_(buf.index_select(0, index))
+        if self.encoder_out is not None:
+            self.encoder_out = self.encoder_out.index_select(0, index)
+            self.encoder_mask = self.encoder_mask.index_select(0, index)
         if self.cross_k is not None:
             self.cross_k.copy_(self.cross_k.index_select(1, index))
             self.cross_v.copy_(self.cross_v.index_select(1, index))
@@ -171,3 +183,4 @@ class KVCache(nn.Module):
         self.next_position.zero_()
         self.next_segment.zero_()
         self.cross_written = [False] * self.num_layers
+        self.encoder_out = self.encoder_mask = None
