@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ class LoadReport:
     loaded: list[str] = field(default_factory=list)          # model keys filled from the checkpoint
     skipped_heads: list[str] = field(default_factory=list)   # checkpoint keys of heads not built
     ignored: list[str] = field(default_factory=list)         # buffers / known extras (position_ids, ...)
-    missing: list[str] = field(default_factory=list)         # only with strict=False
+    missing: list[str] = field(default_factory=list)         # only with strict=False: left randomly initialised
     unexpected: list[str] = field(default_factory=list)      # only with strict=False
     mismatched: list[str] = field(default_factory=list)      # only with strict=False
 
@@ -57,7 +58,8 @@ class LoadReport:
         for name in ("skipped_heads", "ignored", "missing", "unexpected", "mismatched"):
             items = getattr(self, name)
             if items:
-                parts.append(f"{name.replace('_', ' ')}: {', '.join(items)}")
+                label = "missing (randomly initialised)" if name == "missing" else name.replace("_", " ")
+                parts.append(f"{label}: {', '.join(items)}")
         return "; ".join(parts)
 
 
@@ -285,6 +287,11 @@ def load_into(model: nn.Module, hf_state: dict[str, Tensor], keymap: KeyMap, str
         for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped or wrong dtype", mismatched)):
             if items:
                 lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
+        heads = sorted({k.split(".")[0] for k in missing if k.split(".")[0] in HEAD_MODULES})
+        if heads:
+            lines.append(f"  the checkpoint has no weights for the {' / '.join(heads)} head the model was built with: "
+                         "build without it (with_mlm=False / with_pool=False), or pass strict=False to start it "
+                         "from a random initialisation (then train it before use)")
         raise CheckpointError("\n".join(lines))
     bad = [] if allow_nonfinite else nonfinite_keys({f"{source[k]} -> {k}": v for k, v in filled.items()})
     if bad:
@@ -295,6 +302,10 @@ def load_into(model: nn.Module, hf_state: dict[str, Tensor], keymap: KeyMap, str
             own[kx].copy_(tensor)
     report.loaded = sorted(filled)
     report.missing, report.unexpected, report.mismatched = missing, unexpected, mismatched
+    if missing:
+        warnings.warn(f"strict=False: {len(missing)} weights are not in the checkpoint and stay randomly initialised "
+                      f"(train them before use): {'; '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""),
+                      UserWarning, stacklevel=3)
     return report
 
 
