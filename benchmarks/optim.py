@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     params = make_params(bert_base_shapes(args.layers))
     n_params = sum(p.numel() for p in params)
     print(f"BERT-base shapes, {args.layers} layers: {n_params / 1e6:.1f}M params, torch {torch.__version__}, "

@@ -155,6 +155,7 @@ def crf_table() -> list[str]:
 def main() -> None:
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     rows = attention_table()
     print()
     rows += [""] + crf_table()

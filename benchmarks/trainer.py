@@ -90,6 +90,7 @@ def main():
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     rows = ["| config | precision | steps | hand loop ms/step | Trainer ms/step | ratio (wall) | "
             "hand loop CPU ms/step | Trainer CPU ms/step | ratio (CPU) | CPU/wall |",
             "|---|---|---|---|---|---|---|---|---|---|"]

@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
           f"median of {args.runs} interleaved runs")
     print()
