@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     transformers.logging.set_verbosity_error()
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
 

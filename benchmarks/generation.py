@@ -190,6 +190,7 @@ def main():
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     T.logging.set_verbosity_error()
     rows = []
     if args.only in (None, "gpt2"):
