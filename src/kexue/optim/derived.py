@@ -24,6 +24,17 @@ def _check_nonneg(name: str, value: Any) -> float:
     return check_float(name, value, low=0.0)
 
 
+def _refuse_name_patterns(keyword: str, patterns: Any, key: str, value: Any) -> None:
+    """A wrapper of an optimizer *instance* cannot regroup its parameters by name: point to the kexue way."""
+    if patterns is None:
+        return
+    raise TypeError(
+        f"{keyword}={patterns!r} (the bert4keras keyword) needs parameter names, which an optimizer instance "
+        f"does not have. The kexue way: build the groups first, groups = kexue.optim.param_groups_by_name(model, "
+        f"{{r'bias|LayerNorm': {{{key!r}: {value!r}}}}}), then wrap torch.optim.Adam(groups, lr=...); or use "
+        f"extend_with(torch.optim.Adam, ...)(model.named_parameters(), lr=..., {keyword}=[...]), which accepts it")
+
+
 class WeightDecay(DerivedOptimizer):
     """Decoupled weight decay Δ' = Δ − η_t·λ·θ_t (AdamW; https://kexue.fm/archives/7094).
 
@@ -37,7 +48,9 @@ class WeightDecay(DerivedOptimizer):
     _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"weight_decay_rate": "weight_decay_rate"}
 
-    def __init__(self, optimizer: Optimizer, weight_decay_rate: float = 0.01) -> None:
+    def __init__(self, optimizer: Optimizer, weight_decay_rate: float = 0.01,
+                 exclude_from_weight_decay: Any = None) -> None:
+        _refuse_name_patterns("exclude_from_weight_decay", exclude_from_weight_decay, "weight_decay_rate", 0.0)
         super().__init__(optimizer, weight_decay_rate=_check_nonneg("weight_decay_rate", weight_decay_rate))
 
     def _before(self, closure: Callable | None) -> Any:
@@ -87,7 +100,10 @@ class LayerAdaptation(DerivedOptimizer):
     _state_kinds: ClassVar[dict[str, type] | None] = {}
     factory_kwargs = {"layer_adaptation_eps": "eps", "max_trust_ratio": "max_ratio"}
 
-    def __init__(self, optimizer: Optimizer, eps: float = 0.0, max_ratio: float | None = None) -> None:
+    def __init__(self, optimizer: Optimizer, eps: float = 0.0, max_ratio: float | None = None,
+                 exclude_from_layer_adaptation: Any = None) -> None:
+        _refuse_name_patterns("exclude_from_layer_adaptation", exclude_from_layer_adaptation, "layer_adaptation",
+                              False)
         eps = _check_nonneg("eps", eps)
         if max_ratio is not None:
             max_ratio = check_float("max_ratio", max_ratio, low=0.0, low_open=True)

@@ -4,14 +4,17 @@
 plus the derivations' own keywords (bert4keras names: `weight_decay_rate`, `lr_schedule`, `grad_accum_steps`,
 `steps_per_slow_update`, `slow_step_size`, `ema_momentum`, ...). Derivations are listed innermost first:
 `extend_with(Adam, "weight_decay", "layer_adaptation")` is `LayerAdaptation(WeightDecay(Adam(...)))` = LAMB.
+
+bert4keras's `exclude_from_weight_decay=[name patterns]` (and `exclude_from_layer_adaptation`) are accepted as
+documented aliases of kexue's param groups: with named parameters (`model.named_parameters()`) the matching
+ones go to groups with `weight_decay_rate=0` (`layer_adaptation=False`); without names it is a TypeError that
+shows the kexue way (`param_groups_by_name`).
 """
 from __future__ import annotations
 
 import inspect
-import re
 from typing import Any
 
-from torch import nn
 from torch.optim import Optimizer
 
 from kexue.optim.accumulation import GradientAccumulation
@@ -19,6 +22,7 @@ from kexue.optim.base import DerivedOptimizer
 from kexue.optim.clipping import GradientClipping
 from kexue.optim.derived import LayerAdaptation, PiecewiseLinearLR, WeightDecay
 from kexue.optim.ema import ExponentialMovingAverage
+from kexue.optim.groups import param_groups_by_name, split_by_name_patterns
 from kexue.optim.lazy import LazyUpdate
 from kexue.optim.lookahead import Lookahead
 
@@ -34,6 +38,11 @@ DERIVATIONS: dict[str, type[DerivedOptimizer]] = {
     "exponential_moving_average": ExponentialMovingAverage,
     "gradient_clipping": GradientClipping,
 }
+
+
+# bert4keras keyword -> the derivation it needs and the group options it maps to
+_EXCLUDE_ALIASES = (("exclude_from_weight_decay", WeightDecay, {"weight_decay_rate": 0.0}),
+                    ("exclude_from_layer_adaptation", LayerAdaptation, {"layer_adaptation": False}))
 
 
 def _keywords(cls: type) -> dict[str, str]:
@@ -73,8 +82,21 @@ def extend_with(base_cls: type[Optimizer], *derivations: str | type[DerivedOptim
                 raise TypeError(f"keyword {k!r} of {cls.__name__} clashes with {other}; wrap instances by hand")
             seen[k] = cls.__name__
     outer, inner_classes = classes[-1], classes[:-1]
+    aliases = {key: (cls, options) for key, cls, options in _EXCLUDE_ALIASES
+               if any(issubclass(c, cls) for c in classes)}
 
     def __init__(self, params: Any, **kwargs: Any) -> None:
+        exclusions = {}
+        for key, cls, options in _EXCLUDE_ALIASES:
+            if key in kwargs and key not in aliases:
+                raise TypeError(f"{key} (the bert4keras keyword) needs the {cls.__name__} derivation, which "
+                                f"{cls_name} lacks; for per-name options use kexue.optim.param_groups_by_name")
+            if key in kwargs and kwargs[key] is not None:
+                exclusions[key] = (kwargs.pop(key), options)
+            kwargs.pop(key, None)
+        if exclusions:
+            params = split_by_name_patterns(params, exclusions)
+
         def take(route: dict[str, str]) -> dict[str, Any]:
             return {arg: kwargs.pop(k) for k, arg in route.items() if k in kwargs}
         wrapper_kwargs = [take(r) for r in routes]
@@ -85,37 +107,6 @@ def extend_with(base_cls: type[Optimizer], *derivations: str | type[DerivedOptim
 
     cls_name = name or base_cls.__name__ + "".join(c.__name__ for c in classes)
     doc = (f"{base_cls.__name__} extended with {', '.join(c.__name__ for c in classes)} (innermost first); "
-           f"extra keywords: {sorted(seen)}. (https://kexue.fm/archives/7094)")
+           f"extra keywords: {sorted(seen) + sorted(aliases)}. (https://kexue.fm/archives/7094)")
     return type(cls_name, (outer,), {"__init__": __init__, "__doc__": doc, "__module__": __name__,
                                      "_made_by_extend_with": True})
-
-
-def param_groups_by_name(model: nn.Module, rules: list[tuple[str | re.Pattern, dict[str, Any]]],
-                         default: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Param groups from parameter names (https://kexue.fm/archives/7094): the first matching rule's options.
-
-    A rule is (regex, options); `re.search` on the parameter name decides.
-
-    The PyTorch idiom for bert4keras's exclude lists, e.g.
-    `param_groups_by_name(model, [(r"bias|LayerNorm|norm", {"weight_decay_rate": 0.0, "layer_adaptation": False})])`.
-    Frozen parameters are left out; groups come in rule order, then the default group. (https://kexue.fm/archives/7094)
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    compiled = []
-    for i, rule in enumerate(rules):
-        if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[1], dict)
-                and isinstance(rule[0], (str, re.Pattern))):
-            raise TypeError(f"rules[{i}] must be a (regex, options-dict) pair, got {rule!r}")
-        if "params" in rule[1]:
-            raise ValueError(f"rules[{i}] options must not contain 'params', got {sorted(rule[1])}")
-        compiled.append((re.compile(rule[0]), rule[1]))
-    default = dict(default or {})
-    buckets: list[list] = [[] for _ in range(len(compiled) + 1)]
-    for pname, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        idx = next((i for i, (rx, _) in enumerate(compiled) if rx.search(pname)), len(compiled))
-        buckets[idx].append(p)
-    options = [opts for _, opts in compiled] + [default]
-    return [{"params": ps, **opts} for ps, opts in zip(buckets, options) if ps]
