@@ -46,7 +46,7 @@ def timed(fn) -> tuple[float, float]:
 
 def bench(N: int, K: int, D: int, runs: int) -> dict:
     g = torch.Generator().manual_seed(0)
-    vq = VectorQuantizer(num_codes=K, dim=D)
+    vq = VectorQuantizer(num_codes=K, embedding_size=D)
     with torch.no_grad():
         vq.weight.copy_(torch.randn(K, D, generator=g))
     codebook = vq.weight.detach().clone().requires_grad_(True)

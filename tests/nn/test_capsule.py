@@ -143,7 +143,7 @@ def test_bad_arguments_raise():
 
 @pytest.mark.parametrize("kw, exc, name", [
     (dict(num_capsule=0), ValueError, "num_capsule"), (dict(dim_capsule=0), ValueError, "dim_capsule"),
-    (dict(in_dim=0), ValueError, "in_dim"), (dict(in_dim=4.0), TypeError, "in_dim"),
+    (dict(in_features=0), ValueError, "in_features"), (dict(in_features=4.0), TypeError, "in_features"),
     (dict(num_capsule=-3), ValueError, "num_capsule"), (dict(routings=0), ValueError, "routings"),
     (dict(routings=2.0), TypeError, "routings"), (dict(routings=True), TypeError, "routings"),
     (dict(share_weights=False, num_in_capsule=0), ValueError, "num_in_capsule"),
@@ -152,7 +152,7 @@ def test_bad_arguments_raise():
 def test_capsule_sizes_checked_by_name_at_construction(kw, exc, name):
     """Issue 8: Capsule(num_capsule=0) failed later with a reshape error naming no argument."""
     with pytest.raises(exc, match=name):
-        Capsule(**{"in_dim": 4, "num_capsule": 3, "dim_capsule": 5, **kw})
+        Capsule(**{"in_features": 4, "num_capsule": 3, "dim_capsule": 5, **kw})
 
 
 @pytest.mark.parametrize("kw, exc, name", [

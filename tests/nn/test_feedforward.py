@@ -17,14 +17,15 @@ def test_plain_and_gated_forms_match_the_formula():
 
 
 @pytest.mark.parametrize("kw, exc, name", [
-    (dict(dim=0), ValueError, "dim"), (dict(hidden=-1), ValueError, "hidden"), (dict(dim=4.0), TypeError, "dim"),
+    (dict(hidden_size=0), ValueError, "hidden_size"), (dict(intermediate_size=-1), ValueError, "intermediate_size"),
+    (dict(hidden_size=4.0), TypeError, "hidden_size"),
     (dict(dropout=1.5), ValueError, "dropout"), (dict(dropout=float("nan")), ValueError, "dropout"),
     (dict(act="relu"), TypeError, "act"), (dict(gated="yes"), TypeError, "gated"),
 ])
 def test_arguments_checked_by_name(kw, exc, name):
-    """hidden=-1 was a negative-dimension error from torch; dim=0 built a layer of empty matrices."""
+    """intermediate_size=-1 was a negative-dimension error from torch; hidden_size=0 built empty matrices."""
     with pytest.raises(exc, match=name):
-        FeedForward(**{"dim": 4, "hidden": 6, "act": F.relu, **kw})
+        FeedForward(**{"hidden_size": 4, "intermediate_size": 6, "act": F.relu, **kw})
 
 
 def test_unknown_activation_lists_the_known_ones():

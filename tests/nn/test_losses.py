@@ -190,7 +190,7 @@ def test_mean_over_an_empty_batch_is_zero_not_nan(name):
     (lambda: binary_focal_loss(torch.zeros(2), torch.zeros(2), alpha=float("nan")), ValueError, "alpha"),
     (lambda: binary_focal_loss(torch.zeros(2), torch.zeros(2), alpha=1.5), ValueError, "alpha"),
     (lambda: ClassPrior(3.0, 2), TypeError, "num_classes"),
-    (lambda: ClassPrior(3, 0), ValueError, "latent_dim"),
+    (lambda: ClassPrior(3, 0), ValueError, "latent_size"),
     (lambda: masked_cross_entropy(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long),
                                   label_smoothing=float("nan")), ValueError, "label_smoothing"),
     (lambda: masked_cross_entropy(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long),

@@ -50,25 +50,25 @@ def test_scale_shift_identity_at_init_and_closed_form():
 
 
 def test_bad_shapes_raise():
-    with pytest.raises(ValueError, match="cond_dim"):
+    with pytest.raises(ValueError, match="cond_size"):
         ConditionalLayerNorm(8, 3)(torch.randn(2, 8), torch.randn(2, 4))
     with pytest.raises(ValueError, match="features"):
         ScaleShift(4)(torch.randn(2, 5))
-    with pytest.raises(ValueError, match="hidden"):
+    with pytest.raises(ValueError, match="hidden_size"):
         ConditionalLayerNorm(0, 3)
 
 
 @pytest.mark.parametrize("kw, exc, name", [
     (dict(eps=-1.0), ValueError, "eps"), (dict(eps=float("nan")), ValueError, "eps"), (dict(eps=0.0), ValueError, "eps"),
     (dict(hidden_units=0), ValueError, "hidden_units"), (dict(hidden_units=-1), ValueError, "hidden_units"),
-    (dict(hidden_units=2.0), TypeError, "hidden_units"), (dict(hidden=4.0), TypeError, "hidden"),
-    (dict(cond_dim=True), TypeError, "cond_dim"),
+    (dict(hidden_units=2.0), TypeError, "hidden_units"), (dict(hidden_size=4.0), TypeError, "hidden_size"),
+    (dict(cond_size=True), TypeError, "cond_size"),
 ])
 def test_conditional_ln_arguments_checked_by_name(kw, exc, name):
     """Issue 8 kind: eps=-1 gave NaN outputs (as layer_norm_eps=-1 in the configs); hidden_units=-1 a
     negative-dimension error."""
     with pytest.raises(exc, match=name):
-        ConditionalLayerNorm(**{"hidden": 4, "cond_dim": 3, **kw})
+        ConditionalLayerNorm(**{"hidden_size": 4, "cond_size": 3, **kw})
 
 
 def test_empty_batch_and_sequence():

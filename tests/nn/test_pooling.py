@@ -14,8 +14,8 @@ def _batch():
 
 def test_attention_weights_are_a_distribution_over_real_tokens():
     x, mask = _batch()
-    pool = AttentionPooling1d(4, inner=5)
-    pooled, alpha = pool(x, mask, return_weights=True)
+    pool = AttentionPooling1d(4, intermediate_size=5)
+    pooled, alpha = pool(x, mask, output_attentions=True)
     torch.testing.assert_close(alpha.sum(1), torch.ones(3))
     assert (alpha[~mask] == 0).all()
     ref = torch.softmax(pool.score(torch.tanh(pool.proj(x[1, :3])))[:, 0], 0) @ x[1, :3]   # unpadded row alone
@@ -25,9 +25,9 @@ def test_attention_weights_are_a_distribution_over_real_tokens():
 def test_attention_pooling_permutation_and_padding_invariance():
     x, mask = _batch()
     pool = AttentionPooling1d(4)
-    pooled, alpha = pool(x, mask, return_weights=True)
+    pooled, alpha = pool(x, mask, output_attentions=True)
     perm = torch.tensor([2, 0, 1, 5, 3, 4])
-    p2, a2 = pool(x[:1, perm], None, return_weights=True)
+    p2, a2 = pool(x[:1, perm], None, output_attentions=True)
     torch.testing.assert_close(a2[0], alpha[0, perm])
     torch.testing.assert_close(p2[0], pooled[0])
     garbage = x.clone()
@@ -75,9 +75,9 @@ def test_mask_values_other_than_01_refused(pool):
 @pytest.mark.parametrize("call, exc, name", [
     (lambda: MaskedAvgPool1d(eps=0.0), ValueError, "eps"), (lambda: MaskedAvgPool1d(eps=-1.0), ValueError, "eps"),
     (lambda: MaskedAvgPool1d(eps=float("nan")), ValueError, "eps"),
-    (lambda: AttentionPooling1d(4, inner=0), ValueError, "inner"),
-    (lambda: AttentionPooling1d(4, inner=-1), ValueError, "inner"),
-    (lambda: AttentionPooling1d(4.0), TypeError, "hidden"),
+    (lambda: AttentionPooling1d(4, intermediate_size=0), ValueError, "intermediate_size"),
+    (lambda: AttentionPooling1d(4, intermediate_size=-1), ValueError, "intermediate_size"),
+    (lambda: AttentionPooling1d(4.0), TypeError, "hidden_size"),
 ])
 def test_arguments_checked_by_name(call, exc, name):
     with pytest.raises(exc, match=name):

@@ -10,7 +10,7 @@ from kexue.nn.quantize import VectorQuantizer, code_perplexity, straight_through
 
 def _vq(**kw):
     torch.manual_seed(0)
-    vq = VectorQuantizer(num_codes=16, dim=4, **kw)
+    vq = VectorQuantizer(num_codes=16, embedding_size=4, **kw)
     with torch.no_grad():
         vq.weight.copy_(torch.randn(16, 4))
         if vq.ema:
@@ -96,7 +96,7 @@ def test_ema_decay_zero_is_a_kmeans_m_step():
 
 def test_ema_converges_geometrically_to_running_mean():
     """All vectors on one code: e_t = mu + lambda^t e_0 / (n (1 - lambda^t)) (buffers start at N = 0, m = e_0)."""
-    vq = VectorQuantizer(num_codes=3, dim=2, ema=True, decay=0.9, eps=1e-12)
+    vq = VectorQuantizer(num_codes=3, embedding_size=2, ema=True, decay=0.9, eps=1e-12)
     with torch.no_grad():
         vq.weight.copy_(torch.tensor([[0.5, 0.5], [50.0, 50.0], [-50.0, 50.0]]))
         vq.ema_sum.copy_(vq.weight)
@@ -140,7 +140,7 @@ def test_kmeans_init_uses_the_first_batch():
     torch.manual_seed(1)
     centers = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 5.0, 0]])
     z = centers.repeat_interleave(50, 0) + 0.1 * torch.randn(150, 4)
-    vq = VectorQuantizer(num_codes=3, dim=4, init="kmeans")
+    vq = VectorQuantizer(num_codes=3, embedding_size=4, init="kmeans")
     vq(z)
     d = torch.cdist(vq.codebook.detach(), centers)
     assert d.min(1).values.max() < 0.1 and bool(vq.initialized)
@@ -164,7 +164,7 @@ def test_distances_in_float32_under_autocast_and_nonnegative():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: VectorQuantizer(8, 4)(torch.zeros(2, 5)), "size 4"),
+    (lambda: VectorQuantizer(8, 4)(torch.zeros(2, 5)), "embedding_size=4"),
     (lambda: VectorQuantizer(8, 4, decay=1.0), "decay"),
     (lambda: VectorQuantizer(8, 4, init="random"), "init"),
     (lambda: VectorQuantizer(8, 4).lookup(torch.tensor([8])), r"\[0, 8\)"),
@@ -221,8 +221,8 @@ def test_ema_division_is_guarded_after_a_batch_that_misses_most_codes():
 
 
 @pytest.mark.parametrize("kw, exc, name", [
-    (dict(num_codes=0), ValueError, "num_codes"), (dict(dim=-1), ValueError, "dim"),
-    (dict(num_codes=2.5), TypeError, "num_codes"), (dict(dim="4"), TypeError, "dim"),
+    (dict(num_codes=0), ValueError, "num_codes"), (dict(embedding_size=-1), ValueError, "embedding_size"),
+    (dict(num_codes=2.5), TypeError, "num_codes"), (dict(embedding_size="4"), TypeError, "embedding_size"),
     (dict(eps=float("nan")), ValueError, "eps"), (dict(eps=0.0), ValueError, "eps"),
     (dict(decay=float("nan")), ValueError, "decay"), (dict(commitment_weight=float("inf")), ValueError,
                                                        "commitment_weight"),
@@ -232,7 +232,7 @@ def test_ema_division_is_guarded_after_a_batch_that_misses_most_codes():
 ])
 def test_constructor_arguments_are_checked_with_their_names(kw, exc, name):
     with pytest.raises(exc, match=name):
-        VectorQuantizer(**{"num_codes": 8, "dim": 4, **kw})
+        VectorQuantizer(**{"num_codes": 8, "embedding_size": 4, **kw})
 
 
 def test_empty_rank_under_data_parallel_does_not_crash_the_restart(monkeypatch):

@@ -203,8 +203,8 @@ def test_gaussian_head_clamps_logvar_to_the_documented_range():
 
 
 @pytest.mark.parametrize("args, exc, name", [
-    ((0, 2), ValueError, "in_features"), ((3, -1), ValueError, "latent_dim"),
-    ((3.0, 2), TypeError, "in_features"), ((3, True), TypeError, "latent_dim"),
+    ((0, 2), ValueError, "in_features"), ((3, -1), ValueError, "latent_size"),
+    ((3.0, 2), TypeError, "in_features"), ((3, True), TypeError, "latent_size"),
 ])
 def test_gaussian_head_sizes_checked_by_name(args, exc, name):
     with pytest.raises(exc, match=name):

@@ -65,7 +65,7 @@ def outcome(valid: bool, names, fn):
 def test_vector_quantizer(num_codes, dim, ema, decay, N, dead, seed, eps):
     valid = is_int(num_codes) and is_int(dim) and isinstance(ema, bool) and is_real(decay, 0, 1, hi_open=True) \
         and is_real(eps, 0, lo_open=True)
-    vq = outcome(valid, ["num_codes", "dim", "ema", "decay", "eps"],
+    vq = outcome(valid, ["num_codes", "embedding_size", "ema", "decay", "eps"],
                  lambda: VectorQuantizer(num_codes, dim, ema=ema, decay=decay, eps=eps, dead_code_threshold=dead))
     if vq is None:
         return
@@ -152,7 +152,7 @@ def test_sparse_mask_and_closed_form_pair_count(pattern, rate, window, dilation,
        routing=st.sampled_from(["su", "hinton"]))
 def test_capsule(in_dim, num_capsule, dim_capsule, routings, B, N, routing):
     valid = all(is_int(v) for v in (in_dim, num_capsule, dim_capsule, routings))
-    caps = outcome(valid, ["in_dim", "num_capsule", "dim_capsule", "routings"],
+    caps = outcome(valid, ["in_features", "num_capsule", "dim_capsule", "routings"],
                    lambda: Capsule(in_dim, num_capsule, dim_capsule, routings=routings, routing=routing))
     if caps is not None:
         out = caps(torch.randn(B, N, in_dim))
@@ -281,7 +281,7 @@ def test_pooling(B, n, C, mask_kind, eps):
 @settings(max_examples=60)
 @given(in_features=SIZE, latent=SIZE, scale=st.sampled_from([1.0, 1e3, 1e6, 1e30]), B=DIM)
 def test_gaussian_head(in_features, latent, scale, B):
-    head = outcome(is_int(in_features) and is_int(latent), ["in_features", "latent_dim"],
+    head = outcome(is_int(in_features) and is_int(latent), ["in_features", "latent_size"],
                    lambda: GaussianHead(in_features, latent))
     if head is None:
         return

@@ -58,15 +58,15 @@ def margin_loss(lengths: Tensor, targets: Tensor, m_pos: float = 0.9, m_neg: flo
 
 
 class Capsule(nn.Module):
-    """Capsule layer with dynamic routing (https://kexue.fm/archives/5112): u [B, N_in, in_dim] ->
+    """Capsule layer with dynamic routing (https://kexue.fm/archives/5112): u [B, N_in, in_features] ->
     v [B, num_capsule, dim_capsule]. Shared weights (W_j u_i) accept any number of input capsules."""
 
-    def __init__(self, in_dim: int, num_capsule: int, dim_capsule: int, routings: int = 3,
+    def __init__(self, in_features: int, num_capsule: int, dim_capsule: int, routings: int = 3,
                  share_weights: bool = True, num_in_capsule: int | None = None, routing: str = "su",
                  activation: str | Callable[[Tensor], Tensor] = "squash_su"):
         super().__init__()
         check_choice("routing", routing, ("su", "hinton"))
-        in_dim, routings = check_int("in_dim", in_dim, 1), check_int("routings", routings, 1)
+        in_features, routings = check_int("in_features", in_features, 1), check_int("routings", routings, 1)
         num_capsule, dim_capsule = check_int("num_capsule", num_capsule, 1), check_int("dim_capsule", dim_capsule, 1)
         share_weights = check_bool("share_weights", share_weights)
         if not share_weights and num_in_capsule is None:
@@ -80,15 +80,16 @@ class Capsule(nn.Module):
             activation = lambda x: squash(x, variant=variant)                 # noqa: E731
         self.num_capsule, self.dim_capsule, self.routings, self.routing = num_capsule, dim_capsule, routings, routing
         self.activation, self.share_weights = activation, share_weights
-        shape = (in_dim, num_capsule * dim_capsule) if share_weights else (num_in_capsule, in_dim, num_capsule * dim_capsule)
+        out = num_capsule * dim_capsule
+        shape = (in_features, out) if share_weights else (num_in_capsule, in_features, out)
         self.weight = nn.Parameter(torch.empty(shape))
-        nn.init.xavier_uniform_(self.weight.view(-1, in_dim, num_capsule * dim_capsule))
+        nn.init.xavier_uniform_(self.weight.view(-1, in_features, num_capsule * dim_capsule))
         self.last_coupling: Tensor | None = None
 
     def forward(self, u: Tensor) -> Tensor:
-        in_dim = self.weight.shape[-2]
-        if u.dim() != 3 or u.shape[-1] != in_dim:
-            raise ValueError(f"u must be [B, N_in, in_dim={in_dim}], got shape {tuple(u.shape)}")
+        in_features = self.weight.shape[-2]
+        if u.dim() != 3 or u.shape[-1] != in_features:
+            raise ValueError(f"u must be [B, N_in, in_features={in_features}], got shape {tuple(u.shape)}")
         B, N, _ = u.shape
         if self.share_weights:
             u_hat = u @ self.weight                                          # [B, N, J*D]

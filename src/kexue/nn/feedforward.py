@@ -35,25 +35,27 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
 
 
 class FeedForward(nn.Module):
-    """down(act(up(x))) or, gated, down(act(gate(x)) * up(x)); x [B, n, dim] -> [B, n, dim]."""
+    """down(act(up(x))) or, gated, down(act(gate(x)) * up(x)); x [B, n, hidden_size] -> [B, n, hidden_size]
+    through an inner width `intermediate_size` (the config name of transformers and bert4keras)."""
 
-    def __init__(self, dim: int, hidden: int, act: Callable[[Tensor], Tensor], bias: bool = True,
+    def __init__(self, hidden_size: int, intermediate_size: int, act: Callable[[Tensor], Tensor], bias: bool = True,
                  gated: bool = False, dropout: float = 0.0):
         super().__init__()
-        dim, hidden = check_int("dim", dim, 1), check_int("hidden", hidden, 1)
+        hidden_size = check_int("hidden_size", hidden_size, 1)
+        intermediate_size = check_int("intermediate_size", intermediate_size, 1)
         gated, bias = check_bool("gated", gated), check_bool("bias", bias)
         dropout = check_float("dropout", dropout, 0.0, 1.0, high_open=True)
         if not callable(act):
             raise TypeError(f"act must be a callable (see activation(name)), got {act!r}")
-        self.up = nn.Linear(dim, hidden, bias=bias)
-        self.gate = nn.Linear(dim, hidden, bias=bias) if gated else None
-        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.up = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.gate = nn.Linear(hidden_size, intermediate_size, bias=bias) if gated else None
+        self.down = nn.Linear(intermediate_size, hidden_size, bias=bias)
         self.act = act
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.up.in_features:
-            raise ValueError(f"x must end in dim={self.up.in_features}, got shape {tuple(x.shape)}")
+            raise ValueError(f"x must end in hidden_size={self.up.in_features}, got shape {tuple(x.shape)}")
         if self.gate is None:
             h = self.act(self.up(x))                                         # [B, n, hidden]
         else:

@@ -59,12 +59,12 @@ def kl_diag_normals(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tens
 class ClassPrior(nn.Module):
     """Learned class means mu^Y = W onehot(y) of the author's conditional VAE: the KL becomes
     KL(N(mu, sigma^2) || N(mu^Y, I)), and z ~ N(mu^Y, I) generates class y (https://kexue.fm/archives/5253).
-    y [B] class ids -> [B, latent_dim]; zero-initialised (starts as the plain N(0, I) prior)."""
+    y [B] class ids -> [B, latent_size]; zero-initialised (starts as the plain N(0, I) prior)."""
 
-    def __init__(self, num_classes: int, latent_dim: int):
+    def __init__(self, num_classes: int, latent_size: int):
         super().__init__()
-        num_classes, latent_dim = check_int("num_classes", num_classes, 1), check_int("latent_dim", latent_dim, 1)
-        self.means = nn.Embedding(num_classes, latent_dim)  # row y = W onehot(y)
+        num_classes, latent_size = check_int("num_classes", num_classes, 1), check_int("latent_size", latent_size, 1)
+        self.means = nn.Embedding(num_classes, latent_size)  # row y = W onehot(y)
         nn.init.zeros_(self.means.weight)
 
     def forward(self, y: Tensor) -> Tensor:

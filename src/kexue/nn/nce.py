@@ -81,21 +81,21 @@ class NoiseDistribution(Protocol):
 
 
 class GaussianNoiseDistribution:
-    """NCE noise distribution N(mean, std^2 I) over [..., dim] (dim=None: scalar samples) for continuous toys.
+    """NCE noise distribution N(mean, std^2 I) over [..., event_size] (None: scalar samples) for continuous toys.
     (Not the input-noise layer `kexue.regularizers.GaussianNoise`.)"""
 
-    def __init__(self, std: float = 1.0, mean: float = 0.0, dim: int | None = None):
+    def __init__(self, std: float = 1.0, mean: float = 0.0, event_size: int | None = None):
         std, mean = check_float("std", std, 0.0, low_open=True), check_float("mean", mean)
-        dim = None if dim is None else check_int("dim", dim, 1)
-        self.std, self.mean, self.dim = std, mean, dim
+        event_size = None if event_size is None else check_int("event_size", event_size, 1)
+        self.std, self.mean, self.event_size = std, mean, event_size
 
     def sample(self, shape, generator: torch.Generator | None = None) -> Tensor:
-        shape = tuple(shape) + (() if self.dim is None else (self.dim,))
+        shape = tuple(shape) + (() if self.event_size is None else (self.event_size,))
         return self.mean + self.std * torch.randn(shape, generator=generator, dtype=torch.float64).float()
 
     def log_prob(self, x: Tensor) -> Tensor:
         lp = -0.5 * ((x.double() - self.mean) / self.std) ** 2 - math.log(self.std) - 0.5 * math.log(2 * math.pi)
-        return (lp if self.dim is None else lp.sum(-1)).to(x.dtype if x.is_floating_point() else torch.float32)
+        return (lp if self.event_size is None else lp.sum(-1)).to(x.dtype if x.is_floating_point() else torch.float32)
 
 
 class UnigramSampler:
@@ -184,14 +184,15 @@ class SkipGramNS(nn.Module):
     """word2vec skip-gram with negative sampling: input/output embeddings + negative_sampling_loss.
     forward(center_ids [N], context_ids [N]) draws k negatives per pair from the sampler."""
 
-    def __init__(self, vocab_size: int, dim: int, k: int = 5, sampler: UnigramSampler | None = None):
+    def __init__(self, vocab_size: int, embedding_size: int, k: int = 5, sampler: UnigramSampler | None = None):
         super().__init__()
-        vocab_size, dim, k = check_int("vocab_size", vocab_size, 1), check_int("dim", dim, 1), check_int("k", k, 1)
+        vocab_size, k = check_int("vocab_size", vocab_size, 1), check_int("k", k, 1)
+        embedding_size = check_int("embedding_size", embedding_size, 1)
         self.k = k
         self.sampler = sampler or UnigramSampler(torch.ones(vocab_size), power=1.0)
-        self.inp = nn.Embedding(vocab_size, dim)
-        self.out = nn.Embedding(vocab_size, dim)
-        nn.init.uniform_(self.inp.weight, -0.5 / dim, 0.5 / dim)
+        self.inp = nn.Embedding(vocab_size, embedding_size)
+        self.out = nn.Embedding(vocab_size, embedding_size)
+        nn.init.uniform_(self.inp.weight, -0.5 / embedding_size, 0.5 / embedding_size)
         nn.init.zeros_(self.out.weight)
 
     def forward(self, center_ids: Tensor, context_ids: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -19,36 +19,36 @@ __all__ = ["ConditionalLayerNorm", "ScaleShift"]
 
 class ConditionalLayerNorm(nn.Module):
     """LayerNorm whose gain and bias are shifted by projections of a condition vector
-    (https://kexue.fm/archives/7124). x [B, n, hidden] (or [B, hidden]); cond [B, cond_dim] is broadcast
-    over time, or [B, n, cond_dim] per position. `hidden_units` inserts a shared bias-free projection of the
+    (https://kexue.fm/archives/7124). x [B, n, hidden_size] (or [B, hidden_size]); cond [B, cond_size] is
+    broadcast over time, or [B, n, cond_size] per position. `hidden_units` inserts a shared bias-free projection of the
     condition first (with `hidden_activation`), as in bert4keras."""
 
-    def __init__(self, hidden: int, cond_dim: int, hidden_units: int | None = None,
+    def __init__(self, hidden_size: int, cond_size: int, hidden_units: int | None = None,
                  hidden_activation: Callable[[Tensor], Tensor] | None = None, eps: float = 1e-12,
                  center: bool = True, scale: bool = True, zero_init: bool = True):
         super().__init__()
-        hidden, cond_dim = check_int("hidden", hidden, 1), check_int("cond_dim", cond_dim, 1)
+        hidden_size, cond_size = check_int("hidden_size", hidden_size, 1), check_int("cond_size", cond_size, 1)
         hidden_units = None if hidden_units is None else check_int("hidden_units", hidden_units, 1)
         eps = check_float("eps", eps, 0.0, low_open=True)  # eps <= 0: NaN on a constant row
         if not (center or scale):
             raise ValueError("at least one of center, scale must be True, got center=False, scale=False")
-        self.hidden, self.cond_dim, self.eps = hidden, cond_dim, eps
-        self.hidden_dense = nn.Linear(cond_dim, hidden_units, bias=False) if hidden_units else None
+        self.hidden_size, self.cond_size, self.eps = hidden_size, cond_size, eps
+        self.hidden_dense = nn.Linear(cond_size, hidden_units, bias=False) if hidden_units else None
         self.hidden_activation = hidden_activation
-        width = hidden_units or cond_dim
-        self.weight = nn.Parameter(torch.ones(hidden)) if scale else None
-        self.bias = nn.Parameter(torch.zeros(hidden)) if center else None
-        self.gamma_dense = nn.Linear(width, hidden, bias=False) if scale else None
-        self.beta_dense = nn.Linear(width, hidden, bias=False) if center else None
+        width = hidden_units or cond_size
+        self.weight = nn.Parameter(torch.ones(hidden_size)) if scale else None
+        self.bias = nn.Parameter(torch.zeros(hidden_size)) if center else None
+        self.gamma_dense = nn.Linear(width, hidden_size, bias=False) if scale else None
+        self.beta_dense = nn.Linear(width, hidden_size, bias=False) if center else None
         if zero_init:
             for lin in (self.gamma_dense, self.beta_dense):
                 if lin is not None:
                     nn.init.zeros_(lin.weight)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        if x.shape[-1] != self.hidden or cond.shape[-1] != self.cond_dim:
-            raise ValueError(f"x must end in hidden={self.hidden} and cond in cond_dim={self.cond_dim}, got "
-                             f"x {tuple(x.shape)}, cond {tuple(cond.shape)}")
+        if x.shape[-1] != self.hidden_size or cond.shape[-1] != self.cond_size:
+            raise ValueError(f"x must end in hidden_size={self.hidden_size} and cond in cond_size={self.cond_size}, "
+                             f"got x {tuple(x.shape)}, cond {tuple(cond.shape)}")
         if cond.dim() > x.dim() or (cond.dim() > 1 and x.dim() > 1 and cond.shape[0] != x.shape[0]):
             raise ValueError(f"cond must be [B, cond_dim] or [B, n, cond_dim] with the batch of x, got x "
                              f"{tuple(x.shape)}, cond {tuple(cond.shape)}")
@@ -58,7 +58,7 @@ class ConditionalLayerNorm(nn.Module):
             cond = self.hidden_dense(cond)
             cond = cond if self.hidden_activation is None else self.hidden_activation(cond)
         eps = max(self.eps, torch.finfo(torch.float32).tiny)                 # an eps that rounds to 0: NaN on constant rows
-        y = F.layer_norm(x, (self.hidden,), eps=eps)                         # LN0: no affine terms
+        y = F.layer_norm(x, (self.hidden_size,), eps=eps)                         # LN0: no affine terms
         if self.weight is not None:
             y = y * (self.weight + self.gamma_dense(cond))
         if self.bias is not None:

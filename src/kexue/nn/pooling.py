@@ -27,21 +27,22 @@ def _check(x: Tensor, mask: Tensor | None) -> None:
 class AttentionPooling1d(nn.Module):
     """Additive-attention pooling over time (https://kexue.fm/archives/5409): [B, n, C] -> [B, C]."""
 
-    def __init__(self, hidden: int, inner: int | None = None):
+    def __init__(self, hidden_size: int, intermediate_size: int | None = None):
         super().__init__()
-        hidden = check_int("hidden", hidden, 1)
-        inner = None if inner is None else check_int("inner", inner, 1)
-        self.proj = nn.Linear(hidden, inner or hidden, bias=False)
-        self.score = nn.Linear(inner or hidden, 1, bias=False)
+        hidden_size = check_int("hidden_size", hidden_size, 1)
+        width = hidden_size if intermediate_size is None else check_int("intermediate_size", intermediate_size, 1)
+        self.proj = nn.Linear(hidden_size, width, bias=False)
+        self.score = nn.Linear(width, 1, bias=False)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False):
+    def forward(self, x: Tensor, mask: Tensor | None = None, output_attentions: bool = False):
+        """x [B, n, hidden_size], mask [B, n] (True = real) -> pooled [B, hidden_size] (, weights [B, n])."""
         _check(x, mask)
         if x.shape[-1] != self.proj.in_features:
-            raise ValueError(f"x must be [B, n, hidden={self.proj.in_features}], got shape {tuple(x.shape)}")
+            raise ValueError(f"x must be [B, n, hidden_size={self.proj.in_features}], got shape {tuple(x.shape)}")
         logits = self.score(torch.tanh(self.proj(x)))[..., 0]                # [B, n]
         alpha = masked_softmax(logits, mask)                                 # [B, n], 0 on pads
         pooled = torch.einsum("bn,bnc->bc", alpha, x)                        # [B, C]
-        return (pooled, alpha) if return_weights else pooled
+        return (pooled, alpha) if output_attentions else pooled
 
 
 class MaskedMaxPool1d(nn.Module):

@@ -47,8 +47,8 @@ def _all_reduce(t: Tensor) -> Tensor:
 
 
 class VectorQuantizer(nn.Module):
-    """Nearest-neighbour quantiser over `dim`-vectors found on `channel_dim` (-1 for token sequences
-    [B, n, D], 1 for conv maps [B, D, H, W]).
+    """Nearest-neighbour quantiser over `embedding_size`-vectors (one codebook row each) found on `channel_dim`
+    (-1 for token sequences [B, n, D], 1 for conv maps [B, D, H, W]).
 
     ema=False: the codebook is a Parameter trained by the codebook loss.  ema=True: a buffer updated in
     training mode by N_i <- decay N_i + (1 - decay) n_i, m_i <- decay m_i + (1 - decay) sum z, e_i = m_i / N_i
@@ -64,11 +64,12 @@ class VectorQuantizer(nn.Module):
     initialisation untouched (under torch.distributed, a step is skipped only when all ranks are empty).
     """
 
-    def __init__(self, num_codes: int = 512, dim: int = 64, codebook_weight: float = 1.0,
+    def __init__(self, num_codes: int = 512, embedding_size: int = 64, codebook_weight: float = 1.0,
                  commitment_weight: float = 0.25, ema: bool = False, decay: float = 0.99, eps: float = 1e-5,
                  channel_dim: int = -1, dead_code_threshold: float = 0.0, init: str = "uniform"):
         super().__init__()
-        num_codes, dim = check_int("num_codes", num_codes, 1), check_int("dim", dim, 1)
+        num_codes = check_int("num_codes", num_codes, 1)
+        embedding_size = check_int("embedding_size", embedding_size, 1)
         channel_dim, ema = check_int("channel_dim", channel_dim), check_bool("ema", ema)
         decay = check_float("decay", decay, 0.0, 1.0, high_open=True)
         eps = check_float("eps", eps, 0.0, low_open=True)
@@ -76,11 +77,11 @@ class VectorQuantizer(nn.Module):
         commitment_weight = check_float("commitment_weight", commitment_weight, 0.0)
         dead_code_threshold = check_float("dead_code_threshold", dead_code_threshold, 0.0)
         check_choice("init", init, ("uniform", "kmeans"))
-        self.num_codes, self.dim, self.channel_dim = num_codes, dim, channel_dim
+        self.num_codes, self.embedding_size, self.channel_dim = num_codes, embedding_size, channel_dim
         self.codebook_weight, self.commitment_weight = float(codebook_weight), float(commitment_weight)
         self.ema, self.decay, self.eps = ema, float(decay), float(eps)
         self.dead_code_threshold, self.init = float(dead_code_threshold), init
-        weight = torch.empty(num_codes, dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)  # [K, D]
+        weight = torch.empty(num_codes, embedding_size).uniform_(-1.0 / num_codes, 1.0 / num_codes)  # [K, D]
         if ema:
             self.register_buffer("weight", weight)
             self.register_buffer("ema_count", torch.zeros(num_codes))   # N_i
@@ -92,15 +93,16 @@ class VectorQuantizer(nn.Module):
 
     @property
     def codebook(self) -> Tensor:
-        """[num_codes, dim] code vectors."""
+        """[num_codes, embedding_size] code vectors."""
         return self.weight
 
     def _flatten(self, z: Tensor) -> tuple[Tensor, torch.Size]:
-        if z.dim() < 2 or z.shape[self.channel_dim] != self.dim:
-            raise ValueError(f"VectorQuantizer: expected size {self.dim} on channel_dim={self.channel_dim}, "
+        if z.dim() < 2 or z.shape[self.channel_dim] != self.embedding_size:
+            raise ValueError(f"VectorQuantizer: expected size embedding_size={self.embedding_size} on "
+                             f"channel_dim={self.channel_dim}, "
                              f"got z of shape {tuple(z.shape)}")
         zl = z.movedim(self.channel_dim, -1)  # [..., D]
-        return zl.reshape(-1, self.dim), zl.shape
+        return zl.reshape(-1, self.embedding_size), zl.shape
 
     def distances(self, flat: Tensor) -> Tensor:
         """Squared distances |z|^2 + |e|^2 - 2 z.e [N, K] in float32, clamped at 0 (rounding can go below 0)."""
@@ -201,5 +203,5 @@ class VectorQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     def extra_repr(self) -> str:
-        return (f"num_codes={self.num_codes}, dim={self.dim}, ema={self.ema}, channel_dim={self.channel_dim}, "
-                f"commitment_weight={self.commitment_weight}")
+        return (f"num_codes={self.num_codes}, embedding_size={self.embedding_size}, ema={self.ema}, "
+                f"channel_dim={self.channel_dim}, commitment_weight={self.commitment_weight}")

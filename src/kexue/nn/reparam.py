@@ -50,18 +50,18 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
 
 class GaussianHead(nn.Module):
     """Linear encoder head giving each sample its own posterior N(mu, diag exp(logvar))
-    (https://kexue.fm/archives/5253).  [..., in_features] -> (mu, logvar), each [..., latent_dim]; logvar is
+    (https://kexue.fm/archives/5253).  [..., in_features] -> (mu, logvar), each [..., latent_size]; logvar is
     clamped to LOGVAR_RANGE = [-30, 20], so exp(logvar) and exp(logvar / 2) never overflow."""
 
-    def __init__(self, in_features: int, latent_dim: int):
+    def __init__(self, in_features: int, latent_size: int):
         super().__init__()
-        in_features, latent_dim = check_int("in_features", in_features, 1), check_int("latent_dim", latent_dim, 1)
-        self.proj = nn.Linear(in_features, 2 * latent_dim)
+        in_features, latent_size = check_int("in_features", in_features, 1), check_int("latent_size", latent_size, 1)
+        self.proj = nn.Linear(in_features, 2 * latent_size)
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         if h.dim() < 1 or h.shape[-1] != self.proj.in_features:
             raise ValueError(f"h must be [..., in_features={self.proj.in_features}], got shape {tuple(h.shape)}")
-        mu, logvar = self.proj(h).chunk(2, dim=-1)  # [..., latent_dim] each
+        mu, logvar = self.proj(h).chunk(2, dim=-1)  # [..., latent_size] each
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
 
