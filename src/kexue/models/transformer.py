@@ -46,8 +46,13 @@ class TransformerOutput:
     encoder_last_hidden_state: Tensor | None = None
     encoder_hidden_states: tuple[Tensor, ...] | None = None
 
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
+    def __getitem__(self, key: str | int | slice) -> Any:
+        """out["logits"] by name; out[0] / out[:2] over the fields that are set, as transformers' ModelOutput."""
+        if isinstance(key, str):
+            return getattr(self, key)
+        if isinstance(key, (int, slice)) and not isinstance(key, bool):
+            return tuple(v for v in vars(self).values() if v is not None)[key]
+        raise TypeError(f"TransformerOutput indices must be int, slice or str, got {type(key).__name__}")
 
 
 class Embeddings(nn.Module):
