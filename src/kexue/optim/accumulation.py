@@ -22,6 +22,12 @@ __all__ = ["GradientAccumulation", "SchedulerOnUpdate", "no_sync_if_accumulating
 class GradientAccumulation(DerivedOptimizer):
     """Call `inner.step()` every `accum_steps` calls, fed the mean of those calls' gradients (https://kexue.fm/archives/6794).
 
+    Update rule, k = `accum_steps`, g_i the gradient of micro-step i, w_i its weight (1, or `num_samples`):
+
+        micro-steps 1..k−1:  θ unchanged, inner state unchanged
+        micro-step k:        .grad ← Σ w_i·g_i / Σ w_i  (Σ w_i·g_i when average=False);  inner.step()
+
+    k and the averaging are wrapper-wide (one cycle for all groups), constructor attributes.
     Loop unchanged: `loss.backward(); opt.step(); opt.zero_grad()` (do NOT divide the loss by k when
     `average=True`). `step()` returns True on a real update. Two storages:
     - default: a pre-allocated buffer per parameter collects the gradients; `zero_grad()` zeroes every call;

@@ -68,6 +68,14 @@ def clip_grads_(parameters: Tensor | Iterable[Tensor], gamma: float, mode: str =
 class GradientClipping(DerivedOptimizer):
     """Clip the gradients (global norm by default) before ANY optimizer's step (https://kexue.fm/archives/7469).
 
+    Update rule, g the gradients of all parameters (of one group with `per_group`, one tensor with
+    `per_tensor`), γ = `gamma`:
+
+        hard:  g ← g·min(1, γ/(‖g‖ + 1e-6))       (torch.nn.utils.clip_grad_norm_)
+        soft:  g ← g·γ/(‖g‖ + γ)
+        then inner.step()
+
+    γ and the mode are wrapper-wide (the norm may span all groups), constructor attributes.
     `per_group=True` clips each param group on its own norm, `per_tensor=True` each tensor (a different,
     LAMB-like algorithm). `last_grad_norm` / `last_scale` log the pre-clip norm and the factor. Place it
     inside `GradientAccumulation` so it clips the accumulated gradient; `GradScaler.step` unscales first.

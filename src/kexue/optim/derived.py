@@ -36,10 +36,15 @@ def _refuse_name_patterns(keyword: str, patterns: Any, key: str, value: Any) -> 
 
 
 class WeightDecay(DerivedOptimizer):
-    """Decoupled weight decay Δ' = Δ − η_t·λ·θ_t (AdamW; https://kexue.fm/archives/7094).
+    """Decoupled weight decay (AdamW, arXiv 1711.05101; https://kexue.fm/archives/7094).
 
-    η_t is the group's current lr (after any scheduler), λ the group key `weight_decay_rate` (set it to 0 in
-    groups that must not decay, see `param_groups_by_name`). When the inner update does not read θ (Adam, SGD,
+    Update rule, with Δ the inner optimizer's update, η_t the group's current lr (after any scheduler), λ the
+    group key `weight_decay_rate` (a per-group hyperparameter; the constructor gives the default):
+
+        θ_{t+1} = θ_t + Δ − η_t·λ·θ_t
+
+    Set λ = 0 in groups that must not decay (`param_groups_by_name`; bert4keras's `exclude_from_weight_decay`
+    is accepted by `extend_with` classes with named parameters). When the inner update does not read θ (Adam, SGD,
     ... without their own weight_decay) θ is scaled by (1 − ηλ) before the inner step exactly like
     `torch.optim.AdamW`; otherwise θ_t is snapshotted and the decay added after the inner step. A step with
     η_t·λ outside [0, 1] (the factor 1 − ηλ would flip or blow up the weights) is refused before any change.

@@ -161,6 +161,11 @@ class EMAWeights:
 class ExponentialMovingAverage(DerivedOptimizer):
     """EMA of the weights after each real update of ANY optimizer (https://kexue.fm/archives/6810).
 
+    Update rule, m = `decay`, after each real inner update θ_t → θ_{t+1} (the trajectory is unchanged):
+
+        θ̄_{t+1} = m·θ̄_t + (1 − m)·θ_{t+1}       (evaluated as θ̄/(1 − m^t) when zero-initialised with
+                                                    bias correction)
+
     `with opt:` (or `with opt.applied():`) evaluates with the average and restores on exit; `opt.ema` is the
     underlying `EMAWeights` over the parameters of `param_groups`. The training trajectory is unchanged.
     """

@@ -32,6 +32,11 @@ def _present_rows(grad: Tensor, row_dim: int) -> Tensor:
 class LazyUpdate(DerivedOptimizer):
     """Rows of the designated tensors whose gradient is all zero keep θ bit-identical (https://kexue.fm/archives/6869).
 
+    Update rule, for a designated tensor with rows θ[r] and Δ the inner update:
+
+        θ_{t+1}[r] = θ_t[r] + Δ[r]   if the gradient of row r is non-zero (or listed, sparse)
+        θ_{t+1}[r] = θ_t[r]          otherwise ("skip_state" also keeps the row's optimizer state)
+
     Designate tensors by `params=[embedding.weight]` or by the group key `lazy=True`. `row_dim` indexes the
     rows (0 for `nn.Embedding`). Sparse gradients (`nn.Embedding(sparse=True)`) are read by their indices
     and densified for the inner optimizer. In "skip_state" mode, state tensors of the parameter's shape are
