@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from kexue.nn.sparse_attention import (AtrousSelfAttention, LocalSelfAttention, SparseSelfAttention,
-                                       StridedSelfAttention, allowed_pairs, record_score_shapes,
-                                       sparse_attention, sparse_attention_mask)
+                                       StridedSelfAttention, allowed_pairs, sparse_attention, sparse_attention_mask)
 
 CASES = [  # (pattern, kwargs)
     ("full", {}), ("atrous", {"rate": 3}), ("atrous", {"rate": 4}), ("local", {"window": 2}),
@@ -134,8 +133,8 @@ def test_blocked_path_never_forms_an_n_by_n_tensor():
     q, k, v = (torch.randn(1, 1, n, 8) for _ in range(3))
     for pattern, kw, bound in [("atrous", {"rate": 16}, n * n / 16), ("local", {"window": 64}, n * 3 * 64),
                                ("strided", {"rate": 23}, n * n / 23 + n * 3 * 64)]:
-        with record_score_shapes() as shapes:
-            sparse_attention(q, k, v, pattern=pattern, impl="blocked", **kw)
+        shapes = []
+        sparse_attention(q, k, v, pattern=pattern, impl="blocked", score_shapes=shapes, **kw)
         assert all(s[-2] * s[-1] < n * n for s in shapes)
         total = sum(torch.Size(s).numel() for s in shapes)
         assert allowed_pairs(n, pattern, **kw) <= total <= 1.1 * bound
@@ -150,8 +149,8 @@ def test_pluggable_kernel_signature_and_masks():
     torch.testing.assert_close(kernel(q, k, v, pad[:, None, None, :]), ref, atol=1e-5, rtol=1e-5)
     additive = torch.zeros(2, 1, 1, 600).masked_fill(~pad[:, None, None, :], torch.finfo(torch.float32).min)
     torch.testing.assert_close(kernel(q, k, v, additive), ref, atol=1e-5, rtol=1e-5)
-    with record_score_shapes() as shapes:
-        kernel(q, k, v, pad[:, None, None, :])
+    shapes = []
+    kernel(q, k, v, pad[:, None, None, :], score_shapes=shapes)
     assert max(s[-2] * s[-1] for s in shapes) < 600 * 600               # stayed on the blocked path
     # a full [n, n] bool mask is combined with the pattern on the dense path
     causal = torch.ones(600, 600, dtype=torch.bool).tril()
@@ -267,3 +266,17 @@ def test_empty_sequence_and_empty_batch_give_empty_outputs(impl, pattern, kw):
 def test_module_sizes_checked_by_name(kw, exc, name):
     with pytest.raises(exc, match=name):
         SparseSelfAttention(**kw)
+
+
+def test_score_shapes_are_recorded_per_call_not_in_module_state():
+    """Issue 9: the score-shape log was a module-level global (`_score_log`) switched by a context manager; it
+    is now a list passed to the one call it describes, and the module holds no mutable debug state."""
+    sa = importlib.import_module("kexue.nn.sparse_attention")
+    assert not hasattr(sa, "record_score_shapes")
+    assert not [name for name, v in vars(sa).items() if isinstance(v, (list, dict, set)) and not name.startswith("__")]
+    q, k, v = _qkv(1, 1, 600, 4)
+    local, dense = [], []
+    sparse_attention(q, k, v, pattern="local", window=3, impl="blocked", score_shapes=local)
+    sparse_attention(q, k, v, pattern="local", window=3, impl="dense_mask", score_shapes=dense)
+    assert dense == [(1, 1, 600, 600)]
+    assert local and max(s[-2] * s[-1] for s in local) < 600 * 600

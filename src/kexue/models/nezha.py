@@ -68,5 +68,8 @@ def nezha_keymap(cfg: TransformerConfig) -> KeyMap:
 class NEZHA(Transformer):
     def build_attention(self, i: int) -> nn.Module:
         c = self.config
+        if self.attention_kernel != "sdpa":
+            raise ValueError(f"attention_kernel={self.attention_kernel!r} cannot serve NEZHA: its relative "
+                             "value term needs NezhaAttention's own eager attention; leave it 'sdpa'")
         return NezhaAttention(c.hidden_size, c.num_heads, c.head_dim, bias=c.qkv_bias, dropout=c.attention_dropout,
                               max_relative_position=c.max_relative_position)

@@ -45,4 +45,5 @@ class RoFormer(Transformer):
             head_dim = c.head_dim or c.hidden_size // c.num_heads
             self._rotary = RotaryEmbedding(c.max_position, head_dim, persistent=False)
         return MultiHeadAttention(c.hidden_size, c.num_heads, c.head_dim, bias=c.qkv_bias,
-                                  dropout=c.attention_dropout, rotary=self._rotary, rotary_value=c.rotary_value)
+                                  dropout=c.attention_dropout, rotary=self._rotary, rotary_value=c.rotary_value,
+                                  kernel=self.attention_kernel)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..nn.attention import MultiHeadAttention, mask_to_bias
 from ..nn.norm import ConditionalLayerNorm
 from .._validate import check_int
 from ..ops import masked_max
@@ -22,31 +23,29 @@ from .inputs import ValueChecks, check_ids, check_mask
 __all__ = ["CrossDirectionAttention", "BidirectionalDecoderSeq2Seq", "Seq2SeqOutput", "EncoderState"]
 
 
-class CrossDirectionAttention(nn.Module):
+class CrossDirectionAttention(MultiHeadAttention):
     """Multi-head attention from one decoder's states to the other's, causal over the step index
-    (https://kexue.fm/archives/6877); `causal=False` gives the plain source attention."""
+    (https://kexue.fm/archives/6877); `causal=False` gives the plain source attention. The shared
+    MultiHeadAttention (its projections `q`, `k`, `v` and head split) without an output projection."""
 
     def __init__(self, hidden: int, num_heads: int = 8, head_size: int = 16, bias: bool = False,
                  causal: bool = True):
-        super().__init__()
-        self.num_heads, self.head_size, self.causal = num_heads, head_size, causal
-        self.q = nn.Linear(hidden, num_heads * head_size, bias=bias)
-        self.k = nn.Linear(hidden, num_heads * head_size, bias=bias)
-        self.v = nn.Linear(hidden, num_heads * head_size, bias=bias)
+        super().__init__(hidden, num_heads, head_size, bias=bias, out_proj=False)
+        self.head_size, self.causal = head_size, causal
 
     def forward(self, h_self: Tensor, h_other: Tensor, other_mask: Tensor | None = None) -> Tensor:
-        """h_self [B, T, H], h_other [B, T', H], other_mask [B, T'] (1 = real) -> [B, T, heads*head_size]."""
+        """h_self [B, T, H], h_other [B, T', H], other_mask [B, T'] (1 = real) -> [B, T, heads*head_size].
+        A step that may see no partner step (all padding) gets zeros."""
         B, T, _ = h_self.shape
         Tk = h_other.shape[1]
-        split = lambda x, n: x.view(B, n, self.num_heads, self.head_size).transpose(1, 2)  # [B, h, n, d]
-        q, k, v = split(self.q(h_self), T), split(self.k(h_other), Tk), split(self.v(h_other), Tk)
-        mask = torch.ones(B, 1, T, Tk, dtype=torch.bool, device=h_self.device)
+        allowed = torch.ones(B, 1, T, Tk, dtype=torch.bool, device=h_self.device)
         if self.causal:
-            mask = mask & torch.ones(T, Tk, dtype=torch.bool, device=h_self.device).tril()
+            allowed = allowed & torch.ones(T, Tk, dtype=torch.bool, device=h_self.device).tril()
         if other_mask is not None:
-            mask = mask & other_mask.bool()[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                     # [B, h, T, d]
-        return out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)
+            allowed = allowed & other_mask.bool()[:, None, None, :]                        # [B, 1, T, T']
+        out, _ = super().forward(h_self, context=h_other, attn_bias=mask_to_bias(allowed, h_self.dtype),
+                                 empty_rows=~allowed.any(-1, keepdim=True))
+        return out                                                                         # [B, T, h*d]
 
 
 class _Decoder(nn.Module):

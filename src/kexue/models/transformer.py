@@ -185,6 +185,9 @@ class Transformer(TransformerDecoding, nn.Module):
     segment_via_word = False     # GPT-style models embed segment ids with the word table
     mlm_transform = True         # BERT-style MLM head has dense + LayerNorm before the decoder
     mlm_bias = True
+    # the attention kernel every layer is built with (see kexue.nn.attention): "sdpa", "eager", or a function
+    # with SDPA's signature, e.g. staticmethod(functools.partial(sparse_attention, pattern="local", window=64))
+    attention_kernel: Any = "sdpa"
 
     def __init__(self, config: TransformerConfig, application: str = "encoder", with_pool: bool = False,
                  with_mlm: bool = False):
@@ -210,7 +213,7 @@ class Transformer(TransformerDecoding, nn.Module):
     def build_attention(self, i: int) -> nn.Module:
         c = self.config
         return MultiHeadAttention(c.hidden_size, c.num_heads, c.head_dim, bias=c.qkv_bias,
-                                  dropout=c.attention_dropout)
+                                  dropout=c.attention_dropout, kernel=self.attention_kernel)
 
     def build_block(self, i: int) -> TransformerBlock:
         c = self.config

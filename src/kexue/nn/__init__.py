@@ -30,7 +30,7 @@ from .reparam import (
 )
 from .rnn import unroll, SimpleRNNCell, MaskedBiRNN
 from .sparse_attention import (
-    sparse_attention_mask, allowed_pairs, sparse_attention, record_score_shapes, SparseSelfAttention,
+    sparse_attention_mask, allowed_pairs, sparse_attention, SparseSelfAttention,
     AtrousSelfAttention, LocalSelfAttention, StridedSelfAttention
 )
 
@@ -48,6 +48,6 @@ __all__ = [
     'sample_gumbel', 'gumbel_max_sample', 'gumbel_softmax', 'TemperatureSchedule', 'score_function_surrogate',
     'exact_discrete_expectation', 'categorical_kl_to_uniform', 'unroll', 'SimpleRNNCell', 'MaskedBiRNN',
     'sparse_attention_mask',
-    'allowed_pairs', 'sparse_attention', 'record_score_shapes', 'SparseSelfAttention', 'AtrousSelfAttention',
+    'allowed_pairs', 'sparse_attention', 'SparseSelfAttention', 'AtrousSelfAttention',
     'LocalSelfAttention', 'StridedSelfAttention'
 ]

@@ -1,7 +1,11 @@
 """Multi-head attention shared by every model family.
 
-SDPA by default (fused kernels on CPU and GPU); an eager path that also returns the attention weights; an
-optional injected `kernel(q, k, v, attn_mask) -> out` (e.g. kexue.nn.sparse_attention) for long inputs.
+The kernel is chosen in the constructor: "sdpa" (default; fused kernels on CPU and GPU), "eager" (explicit
+softmax), or any function with the signature of F.scaled_dot_product_attention, `kernel(q, k, v,
+attn_mask=None, dropout_p=0.0, scale=None) -> out` (e.g. functools.partial(kexue.nn.sparse_attention,
+pattern="local", window=64) for long inputs). Asking for the weights always takes the eager path.
+SparseSelfAttention (kexue.nn.sparse_attention) and CrossDirectionAttention (kexue.models.seq2seq_bidirectional)
+are this module with a sparse kernel / a cross-direction mask.
 Masks arrive as one additive bias (padding/causal/UniLM mask plus relative-position bias, built once per
 forward by the model) and an `empty_rows` flag: a query row that may see no key gets zeros, never NaN.
 
@@ -10,7 +14,7 @@ Shapes: B batch, n queries, m keys, H heads, D head dim, C = H * D.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +23,10 @@ from torch import Tensor, nn
 from .._validate import check_float, check_int
 from .kv_cache import KVCache
 
-__all__ = ["MultiHeadAttention", "mask_to_bias"]
+__all__ = ["MultiHeadAttention", "mask_to_bias", "KERNELS"]
+
+KERNELS = ("sdpa", "eager")     # named kernels; any SDPA-signature callable also works
+Kernel = Union[str, Callable[..., Tensor]]
 
 
 def mask_to_bias(allowed: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -40,11 +47,17 @@ class MultiHeadAttention(nn.Module):
         scale: score scale, 1/sqrt(D) by default (T5 uses 1.0).
         rotary: module applying rotary position embedding to [B, H, n, D] given positions (RoFormer).
         rotary_value: also rotate the values (RoFormer option).
+        kernel: "sdpa", "eager" or `fn(q, k, v, attn_mask=None, dropout_p=0.0, scale=None) -> out` on
+            [B, H, n, D] (SDPA's signature; attn_mask is the additive bias broadcastable to [B, H, n, m]).
+        key_dim: per-head width of queries and keys when it differs from the values' head_dim
+            (bert4keras's key_size; SparseSelfAttention); not for use with a KV cache.
+        out_proj: False leaves out the output projection `o` (output width H * head_dim).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, head_dim: int | None = None, kv_dim: int | None = None,
                  bias: bool = True, out_bias: bool | None = None, scale: float | None = None,
-                 dropout: float = 0.0, rotary: nn.Module | None = None, rotary_value: bool = False):
+                 dropout: float = 0.0, rotary: nn.Module | None = None, rotary_value: bool = False,
+                 kernel: Kernel = "sdpa", key_dim: int | None = None, out_proj: bool = True):
         super().__init__()
         check_int("embed_dim", embed_dim, low=1)
         check_int("num_heads", num_heads, low=1)
@@ -52,30 +65,53 @@ class MultiHeadAttention(nn.Module):
             check_int("head_dim", head_dim, low=1)
         if kv_dim is not None:
             check_int("kv_dim", kv_dim, low=1)
+        if key_dim is not None:
+            check_int("key_dim", key_dim, low=1)
+        if isinstance(kernel, str):
+            if kernel not in KERNELS:
+                raise ValueError(f"kernel={kernel!r} is not a named kernel; expected one of {KERNELS} or a "
+                                 "function kernel(q, k, v, attn_mask=None, dropout_p=0.0, scale=None)")
+        elif not callable(kernel):
+            raise TypeError(f"kernel must be one of {KERNELS} or a function kernel(q, k, v, attn_mask=None, "
+                            f"dropout_p=0.0, scale=None), got {type(kernel).__name__}")
         check_float("dropout", dropout, 0.0, 1.0, high_open=True)
         if head_dim is None:
             if embed_dim % num_heads:
                 raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; pass head_dim")
             head_dim = embed_dim // num_heads
         kv_dim = embed_dim if kv_dim is None else kv_dim
+        key_dim = head_dim if key_dim is None else key_dim
         inner = num_heads * head_dim
-        self.num_heads, self.head_dim = num_heads, head_dim
+        self.num_heads, self.head_dim, self.key_dim = num_heads, head_dim, key_dim
         self.embed_dim, self.kv_dim = embed_dim, kv_dim
-        self.scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+        self.scale = 1.0 / math.sqrt(key_dim) if scale is None else scale
         self.dropout = dropout
-        self.q = nn.Linear(embed_dim, inner, bias=bias)
-        self.k = nn.Linear(kv_dim, inner, bias=bias)
+        self.q = nn.Linear(embed_dim, num_heads * key_dim, bias=bias)
+        self.k = nn.Linear(kv_dim, num_heads * key_dim, bias=bias)
         self.v = nn.Linear(kv_dim, inner, bias=bias)
-        self.o = nn.Linear(inner, embed_dim, bias=bias if out_bias is None else out_bias)
+        self.o = nn.Linear(inner, embed_dim, bias=bias if out_bias is None else out_bias) if out_proj else None
         self.rotary = rotary
         self.rotary_value = rotary_value
-        # injected kernel `fn(q, k, v, attn_mask=None, scale=None) -> out` on [B, H, n, D] (sparse attention)
-        self.kernel: Callable[..., Tensor] | None = None
-        self.eager = False                                  # force the eager path (debugging)
+        # the kernel function (None: SDPA); `eager` forces the explicit-softmax path
+        self.kernel: Callable[..., Tensor] | None = None if isinstance(kernel, str) else kernel
+        self.eager = kernel == "eager"
 
-    def _heads(self, x: Tensor) -> Tensor:
+    def _heads(self, x: Tensor, dim: int | None = None) -> Tensor:
         B, n, _ = x.shape
-        return x.view(B, n, self.num_heads, self.head_dim).transpose(1, 2)   # [B, H, n, D]
+        return x.view(B, n, self.num_heads, dim or self.head_dim).transpose(1, 2)   # [B, H, n, D]
+
+    def project(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries from x [B, n, embed_dim], keys and values from context [B, m, kv_dim] (default x), split
+        into heads: q, k [B, H, n|m, key_dim], v [B, H, m, head_dim]."""
+        src = x if context is None else context
+        return (self._heads(self.q(x), self.key_dim), self._heads(self.k(src), self.key_dim),
+                self._heads(self.v(src)))
+
+    def merge(self, out: Tensor) -> Tensor:
+        """Heads back to width and the output projection: [B, H, n, D] -> [B, n, embed_dim] (H * D without o)."""
+        B, _, n, _ = out.shape
+        out = out.transpose(1, 2).reshape(B, n, self.num_heads * self.head_dim)
+        return self.o(out) if self.o is not None else out
 
     def forward(self, x: Tensor, context: Tensor | None = None, attn_bias: Tensor | None = None,
                 empty_rows: Tensor | None = None, positions: Tensor | None = None, cache: KVCache | None = None,
@@ -88,9 +124,9 @@ class MultiHeadAttention(nn.Module):
         B, n, _ = x.shape
         if context is not None and (context.dim() != 3 or context.shape[0] != B or context.shape[-1] != self.kv_dim):
             raise ValueError(f"context must have shape [B, m, {self.kv_dim}] with B = {B}, got {tuple(context.shape)}")
-        q = self._heads(self.q(x))                                           # [B, H, n, D]
+        q = self._heads(self.q(x), self.key_dim)                             # [B, H, n, D]
         if context is None:
-            k, v = self._heads(self.k(x)), self._heads(self.v(x))            # [B, H, n, D]
+            k, v = self._heads(self.k(x), self.key_dim), self._heads(self.v(x))   # [B, H, n, D]
             if self.rotary is not None:
                 q, k = self.rotary(q, positions), self.rotary(k, positions)
                 if self.rotary_value:
@@ -100,7 +136,7 @@ class MultiHeadAttention(nn.Module):
         elif cache is not None and cache.has_cross(layer_idx):
             k, v = cache.cross_kv(layer_idx)                                 # [B, H, m, D]
         else:
-            k, v = self._heads(self.k(context)), self._heads(self.v(context))
+            k, v = self._heads(self.k(context), self.key_dim), self._heads(self.v(context))
             if cache is not None:
                 cache.set_cross(layer_idx, k, v)
         if attn_bias is not None and attn_bias.dtype != q.dtype:
@@ -112,15 +148,14 @@ class MultiHeadAttention(nn.Module):
             out = out.masked_fill(empty_rows, 0.0)
             if weights is not None:
                 weights = weights.masked_fill(empty_rows, 0.0)
-        out = out.transpose(1, 2).reshape(B, n, self.num_heads * self.head_dim)
-        return self.o(out), weights
+        return self.merge(out), weights
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None,
                need_weights: bool) -> tuple[Tensor, Tensor | None]:
         """softmax(q k^T * scale + bias) v on [B, H, n, D] tensors."""
         p = self.dropout if self.training else 0.0
         if self.kernel is not None and not need_weights:
-            return self.kernel(q, k, v, attn_mask=attn_bias, scale=self.scale), None
+            return self.kernel(q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale), None
         if not (need_weights or self.eager):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale), None
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale           # [B, H, n, m]

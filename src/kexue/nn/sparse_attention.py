@@ -10,9 +10,8 @@ Two implementations that agree to fp32 rounding:
 """
 from __future__ import annotations
 
+import functools
 import math
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +19,9 @@ from torch import Tensor, nn
 
 from kexue._validate import check_bool, check_choice, check_float, check_int
 from kexue.ops import masked_softmax
+from .attention import MultiHeadAttention, mask_to_bias
 
-__all__ = ["sparse_attention_mask", "allowed_pairs", "sparse_attention", "record_score_shapes",
+__all__ = ["sparse_attention_mask", "allowed_pairs", "sparse_attention",
            "SparseSelfAttention", "AtrousSelfAttention", "LocalSelfAttention", "StridedSelfAttention"]
 
 PATTERNS = ("full", "atrous", "local", "strided")
@@ -29,19 +29,6 @@ IMPLS = ("auto", "dense_mask", "blocked")
 AUTO_BLOCKED_MIN_LEN = 512      # "auto" uses the blocked kernels from this key length on
 _MIN_BLOCK = 64                 # local block size b = max(window, 64): big enough for efficient matmuls
 _CHUNK = 1024                   # local attention handles about this many queries at a time
-_score_log: list[tuple[int, ...]] | None = None
-
-
-@contextmanager
-def record_score_shapes() -> Iterator[list[tuple[int, ...]]]:
-    """Debug hook: inside the context, every kernel appends the shape of the score tensor it forms
-    ([..., L_q, L_k]; the logical shape for SDPA calls), so tests can check no [n, n] tensor appears."""
-    global _score_log
-    previous, _score_log = _score_log, []
-    try:
-        yield _score_log
-    finally:
-        _score_log = previous
 
 
 def _check_pattern(pattern: str, rate: int, window: int, dilation: int) -> None:
@@ -106,12 +93,12 @@ def allowed_pairs(seq_len: int, pattern: str, *, rate: int = 2, window: int = 1,
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool = False,
-            need_lse: bool = False, dropout_p: float = 0.0, scale: float = 1.0):
+            need_lse: bool = False, dropout_p: float = 0.0, scale: float = 1.0, log: list | None = None):
     """Attention on [..., L_q, D] x [..., L_k, D] with a bool mask broadcastable to [..., L_q, L_k].
     Rows with no allowed key give 0 output (and lse = -inf), never NaN."""
     Lq, Lk = q.shape[-2], k.shape[-2]
-    if _score_log is not None:
-        _score_log.append((*q.shape[:-2], Lq, Lk))
+    if log is not None:
+        log.append((*q.shape[:-2], Lq, Lk))
     if is_causal and (need_lse or mask is not None):
         tril = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril()
         mask, is_causal = tril if mask is None else mask & tril, False
@@ -170,7 +157,7 @@ def _fold_valid(valid: Tensor | None, n: int, r: int, device: torch.device) -> T
 
 
 def _local(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None, w: int, causal: bool, exclude_self: bool,
-           need_lse: bool, dropout_p: float, scale: float):
+           need_lse: bool, dropout_p: float, scale: float, log: list | None = None):
     """Blocked local attention |i - j| <= w on [..., L, D]: blocks of b >= w queries see their previous,
     own and next block of keys (previous and own when causal); scores are [..., L/b, b, 3b]. Blocks are
     processed in chunks of about _CHUNK queries, so temporaries stay O(_CHUNK * b) beside the output."""
@@ -198,7 +185,7 @@ def _local(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None, w: int, causal
         vc = F.pad(v[..., ks:ke, :], (0, 0, *kpad)).unfold(-2, span, b).transpose(-1, -2)   # [.., G, span, Dv]
         kvalid = F.pad(valid[..., ks:ke], kpad, value=False).unfold(-1, span, b)           # [.., G, span]
         res = _attend(qc, kc, vc, allowed & kvalid[..., None, :], need_lse=need_lse, dropout_p=dropout_p,
-                      scale=scale)                                           # mask [.., G, b, span]
+                      scale=scale, log=log)                                           # mask [.., G, b, span]
         out, lse = res if need_lse else (res, None)
         outs.append(out.flatten(-3, -2))
         if need_lse:
@@ -209,26 +196,28 @@ def _local(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None, w: int, causal
     return out
 
 
-def _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p, scale) -> Tensor:
+def _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p, scale, log=None) -> Tensor:
     """Memory-saving kernels; q, k, v [B, H, n, D], valid [Bv, 1, n] or None."""
     n = q.shape[-2]
     if pattern == "full" or (pattern == "atrous" and rate == 1):
         mask = None if valid is None else valid[..., None, :]
-        return _attend(q, k, v, mask, is_causal=causal, dropout_p=dropout_p, scale=scale)
+        return _attend(q, k, v, mask, is_causal=causal, dropout_p=dropout_p, scale=scale, log=log)
     if pattern == "local":
         if dilation == 1:
-            return _local(q, k, v, valid, window, causal, False, False, dropout_p, scale)
+            return _local(q, k, v, valid, window, causal, False, False, dropout_p, scale, log)
         fq, fk, fv = (_fold(t, dilation) for t in (q, k, v))                  # [B, H, d, L, D]
-        out = _local(fq, fk, fv, _fold_valid(valid, n, dilation, q.device), window, causal, False, False, dropout_p, scale)
+        out = _local(fq, fk, fv, _fold_valid(valid, n, dilation, q.device), window, causal, False, False, dropout_p, scale,
+                     log)
         return _unfold(out, n)
     fq, fk, fv = (_fold(t, rate) for t in (q, k, v))                          # [B, H, r, L, D]
     fvalid = _fold_valid(valid, n, rate, q.device)
     fmask = None if fvalid is None else fvalid[..., None, :]                  # [Bv, 1, r, 1, L]
     if pattern == "atrous":
-        return _unfold(_attend(fq, fk, fv, fmask, is_causal=causal, dropout_p=dropout_p, scale=scale), n)
-    out_a, lse_a = _attend(fq, fk, fv, fmask, is_causal=causal, need_lse=True, dropout_p=dropout_p, scale=scale)
+        return _unfold(_attend(fq, fk, fv, fmask, is_causal=causal, dropout_p=dropout_p, scale=scale, log=log), n)
+    out_a, lse_a = _attend(fq, fk, fv, fmask, is_causal=causal, need_lse=True, dropout_p=dropout_p, scale=scale,
+                           log=log)
     out_a, lse_a = _unfold(out_a, n), _unfold(lse_a[..., None], n)[..., 0]    # [B, H, n, D], [B, H, n]
-    out_l, lse_l = _local(q, k, v, valid, rate - 1, causal, True, True, dropout_p, scale)
+    out_l, lse_l = _local(q, k, v, valid, rate - 1, causal, True, True, dropout_p, scale, log)
     m = torch.maximum(lse_a, lse_l)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
     wa, wl = torch.exp(lse_a - m)[..., None], torch.exp(lse_l - m)[..., None]   # [B, H, n, 1]
@@ -261,7 +250,8 @@ def _key_validity(attn_mask: Tensor | None, key_padding_mask: Tensor | None, B: 
 def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, *,
                      pattern: str = "strided", rate: int = 2, window: int = 1, dilation: int = 1,
                      causal: bool = False, key_padding_mask: Tensor | None = None, impl: str = "auto",
-                     dropout_p: float = 0.0, scale: float | None = None) -> Tensor:
+                     dropout_p: float = 0.0, scale: float | None = None,
+                     score_shapes: list[tuple[int, ...]] | None = None) -> Tensor:
     """Sparse attention on q, k [B, H, n, D], v [B, H, n, Dv] -> [B, H, n_q, Dv] (https://kexue.fm/archives/6853).
 
     Drop-in attention kernel `fn(q, k, v, attn_mask=None)`: configure with functools.partial(pattern=...).
@@ -270,6 +260,8 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     key_padding_mask [B, n_k]: True = real token. n_q < n_k means the queries are the last n_q positions
     (incremental decoding). Rows with no allowed key give 0. A rate / window / dilation past the sequence
     is clipped to it (same pairs, no O(window) memory); n = 0 or B = 0 give an empty output.
+    score_shapes: a list that every kernel call appends the shape of its score tensor to ([..., L_q, L_k]; the
+    logical shape for SDPA calls), so a test or a cost report can check that no [n, n] tensor was formed.
     """
     if isinstance(attn_mask, str):
         raise TypeError(f"attn_mask must be a Tensor or None, got the string {attn_mask!r}; pass pattern= as keyword")
@@ -296,7 +288,7 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
         if not blockable:
             raise ValueError("impl='blocked' needs n_q == n_k and an attn_mask that depends on the key only, got "
                              f"n_q={nq}, n_k={nk}, attn_mask shape {tuple(rest.shape) if rest is not None else None}")
-        return _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p, scale)
+        return _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p, scale, score_shapes)
     pos = torch.arange(nk, device=q.device)
     allowed = _pattern_mask(pos[nk - nq:], pos, pattern, rate, window, dilation, causal)   # [n_q, n_k]
     if valid is not None:
@@ -304,25 +296,28 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     if rest is not None and rest.dtype == torch.bool:
         allowed, rest = allowed & rest, None
     if rest is None:
-        return _attend(q, k, v, allowed, dropout_p=dropout_p, scale=scale)
+        return _attend(q, k, v, allowed, dropout_p=dropout_p, scale=scale, log=score_shapes)
+    if score_shapes is not None:
+        score_shapes.append((B, H, nq, nk))
     empty = ~allowed.any(-1, keepdim=True)
     bias = rest.to(q.dtype).masked_fill(~(allowed | empty), float("-inf"))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
     return out.masked_fill(empty, 0.0)
 
 
-class SparseSelfAttention(nn.Module):
-    """Multi-head self-attention restricted to a sparse pattern (https://kexue.fm/archives/6853).
+class SparseSelfAttention(MultiHeadAttention):
+    """Multi-head self-attention restricted to a sparse pattern (https://kexue.fm/archives/6853): the shared
+    MultiHeadAttention with `sparse_attention` as its kernel.
 
     As in the reference: bias-free Q/K/V projections, no output projection (output width
     num_heads * head_size), scores scaled by 1/sqrt(key_size), outputs at padded positions set to 0.
+    Weights are `q`, `k`, `v` (checkpoints with the former `q_proj`, `k_proj`, `v_proj` names load too).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, head_size: int | None = None,
                  key_size: int | None = None, pattern: str = "strided", rate: int = 2, window: int = 1,
                  dilation: int = 1, causal: bool = False, bias: bool = False, attn_dropout: float = 0.0,
                  impl: str = "auto"):
-        super().__init__()
         _check_pattern(pattern, rate, window, dilation)
         check_choice("impl", impl, IMPLS)
         hidden_size, num_heads = check_int("hidden_size", hidden_size, 1), check_int("num_heads", num_heads, 1)
@@ -333,37 +328,46 @@ class SparseSelfAttention(nn.Module):
                              f"got num_heads={num_heads}")
         attn_dropout = check_float("attn_dropout", attn_dropout, 0.0, 1.0, high_open=True)
         causal, bias = check_bool("causal", causal), check_bool("bias", bias)
-        self.num_heads = num_heads
-        self.head_size = head_size or hidden_size // num_heads
-        self.key_size = key_size or self.head_size
-        self.kw = dict(pattern=pattern, rate=rate, window=window, dilation=dilation, causal=causal)
-        self.attn_dropout, self.impl = attn_dropout, impl
-        self.q_proj = nn.Linear(hidden_size, num_heads * self.key_size, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, num_heads * self.key_size, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, num_heads * self.head_size, bias=bias)
+        head_size = head_size or hidden_size // num_heads
+        key_size = key_size or head_size
+        kw = dict(pattern=pattern, rate=rate, window=window, dilation=dilation, causal=causal)
+        super().__init__(hidden_size, num_heads, head_size, bias=bias, dropout=attn_dropout, key_dim=key_size,
+                         out_proj=False, kernel=functools.partial(sparse_attention, impl=impl, **kw))
+        self.head_size, self.key_size = head_size, key_size           # bert4keras names of head_dim, key_dim
+        self.kw, self.attn_dropout, self.impl = kw, attn_dropout, impl
+        self._register_load_state_dict_pre_hook(_rename_old_projections, with_module=True)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, return_weights: bool = False):
         """x [B, n, hidden], padding_mask [B, n] (True = real) -> [B, n, H*head_size] (, weights [B, H, n, n])."""
-        if x.dim() != 3 or x.shape[-1] != self.q_proj.in_features:
-            raise ValueError(f"x must be [B, n, hidden_size={self.q_proj.in_features}], got shape {tuple(x.shape)}")
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x must be [B, n, hidden_size={self.embed_dim}], got shape {tuple(x.shape)}")
         B, n, _ = x.shape
-        H = self.num_heads
-        q = self.q_proj(x).view(B, n, H, self.key_size).transpose(1, 2)      # [B, H, n, dk]
-        k = self.k_proj(x).view(B, n, H, self.key_size).transpose(1, 2)      # [B, H, n, dk]
-        v = self.v_proj(x).view(B, n, H, self.head_size).transpose(1, 2)     # [B, H, n, dv]
-        p = self.attn_dropout if self.training else 0.0
-        out = sparse_attention(q, k, v, key_padding_mask=padding_mask, impl=self.impl, dropout_p=p, **self.kw)
-        out = out.transpose(1, 2).reshape(B, n, H * self.head_size)          # [B, n, H*dv]
-        if padding_mask is not None:
-            out = out * padding_mask[..., None].to(out.dtype)
+        if padding_mask is not None and tuple(padding_mask.shape) != (B, n):
+            raise ValueError(f"key_padding_mask must have shape [B, n_k] = {(B, n)}, got "
+                             f"{tuple(padding_mask.shape)}")
+        keep = None if padding_mask is None else padding_mask.bool()              # [B, n]
+        bias = None if keep is None else mask_to_bias(keep[:, None, None, :], x.dtype)   # [B, 1, 1, n]
+        out, _ = super().forward(x, attn_bias=bias)                               # [B, n, H*dv]
+        if keep is not None:
+            out = out * keep[..., None].to(out.dtype)
         if not return_weights:
             return out
         allowed = (sparse_attention_mask(n, device=x.device, **self.kw) if n else
                    torch.zeros(0, 0, dtype=torch.bool, device=x.device))  # [n, n]
-        if padding_mask is not None:
-            allowed = allowed & padding_mask.bool()[:, None, None, :]        # [B, 1, n, n]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.key_size)          # [B, H, n, n]
+        if keep is not None:
+            allowed = allowed & keep[:, None, None, :]                            # [B, 1, n, n]
+        q, k, _ = self.project(x)
+        scores = q @ k.transpose(-1, -2) * self.scale                             # [B, H, n, n]
         return out, masked_softmax(scores, allowed.expand_as(scores))
+
+
+def _rename_old_projections(module, state_dict, prefix, *args) -> None:
+    """Load-state-dict pre-hook: `q_proj` / `k_proj` / `v_proj` (before issue 9) -> `q` / `k` / `v`."""
+    for old in [key for key in state_dict if key.startswith(prefix)]:
+        rest = old[len(prefix):]
+        for p in "qkv":
+            if rest.startswith(f"{p}_proj."):
+                state_dict[prefix + p + rest[len(p) + 5:]] = state_dict.pop(old)
 
 
 class AtrousSelfAttention(SparseSelfAttention):
