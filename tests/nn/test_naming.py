@@ -25,7 +25,7 @@ RETIRED = {"hidden", "inner", "in_dim", "cond_dim", "latent_dim", "embed_dim", "
            "padding_mask", "key_padding_mask", "head_size"}
 # files owned elsewhere while issue 9 is worked on; their renames are listed in docs/naming.md ("pending")
 PENDING = {"MultiHeadAttention", "SparseSelfAttention", "AtrousSelfAttention", "LocalSelfAttention",
-           "StridedSelfAttention", "sparse_attention", "KVCache", "EMRouting", "em_m_step"}
+           "StridedSelfAttention", "sparse_attention", "KVCache"}
 
 
 @pytest.mark.parametrize("name, params", sorted(CANONICAL.items()))
