@@ -76,7 +76,7 @@ BAD = st.one_of(st.integers(-3, 0), st.floats(allow_nan=True, allow_infinity=Tru
                 st.text(max_size=3), st.none(), st.just([1]), st.just({"a": 1}), st.booleans())
 
 TRAINER_ARGS = ["optimizer", "loss_fn", "metrics", "scheduler", "accum_steps", "clip_grad_norm", "precision",
-                "device", "seed", "terminate_on_nan", "distributed"]
+                "device", "seed", "terminate_on_nan", "distributed", "target_keys"]
 FIT_ARGS = ["train_data", "epochs", "batch_size", "valid_data", "callbacks", "shuffle", "collate_fn", "resume_from",
             "verbose"]
 
@@ -113,7 +113,8 @@ CALLBACK_ARGS = {
     CSVLogger: ["filename", "separator", "append"],
     ModelCheckpoint: ["path", "every_n_steps", "every_n_epochs", "allow_non_finite"],
     PiecewiseLinearSchedule: ["schedule", "from_zero"],
-    EvaluateAndSaveBest: ["evaluate_fn", "monitor", "mode", "path", "use_ema", "restore_best_at_end", "restart"],
+    EvaluateAndSaveBest: ["evaluate_fn", "monitor", "mode", "path", "use_ema", "restore_best_at_end", "restart",
+                          "verbose"],
     DataGenerator: ["data", "batch_size", "encode", "collate", "shuffle", "buffer_size", "seed", "drop_last"],
 }
 VALID = {ModelCheckpoint: {"path": "ck.pt"}, CSVLogger: {"filename": "log.csv"},
