@@ -103,3 +103,30 @@ def test_theseus_and_classifier_run_the_backbone_stages():
         clf(ids, attention_mask=mask)
         cls_features(succ, torch.randn(3, 7, 16))
     assert log[-1] == "S.apply_final_layers" and log.count("S.apply_block") == 2
+
+
+def test_t5_stacks_run_the_shared_stages():
+    """T5's encoder and decoder use the embedding stage and the shared main-layers loop (`run_layers`):
+    the states equal a manual composition of its blocks."""
+    from kexue.models.t5 import T5, t5_config_from_hf
+    cfg = t5_config_from_hf(dict(vocab_size=40, d_model=16, num_layers=2, num_heads=2, d_ff=24, d_kv=8,
+                                 dropout_rate=0.0))
+    torch.manual_seed(0)
+    model = T5(cfg).eval()
+    ids, mask = _batch()
+    dec = ids[:, :4]
+    log = []
+    embed = model.apply_embeddings
+    model.apply_embeddings = lambda t: (log.append(tuple(t.shape)), embed(t))[1]
+    with torch.no_grad():
+        enc, states = model.encode(ids, mask, output_hidden_states=True)
+        out = model.decode(dec, enc, mask, output_hidden_states=True)
+        pos = torch.arange(7)
+        bias, empty = kexue.models.transformer.build_attention_bias(
+            "encoder", 3, 7, mask, None, None, ids.device, model.encoder_bias(pos, pos))
+        x = model.shared(ids)
+        for i, block in enumerate(model.encoder_blocks):
+            torch.testing.assert_close(states[i], x, rtol=0, atol=0)
+            x, _ = block(x, bias, empty)
+    torch.testing.assert_close(enc, model.encoder_norm(x), rtol=0, atol=0)
+    assert log == [(3, 7), (3, 4)] and len(out.hidden_states) == 3

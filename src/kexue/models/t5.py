@@ -18,7 +18,7 @@ from .inputs import ValueChecks, check_ids, check_mask, compute_dtype, type_name
 from .loading import KeyMap
 from .registry import register_model
 from .seq2seq_decoding import EncoderDecoderDecoding
-from .transformer import TransformerOutput, build_attention_bias
+from .transformer import TransformerOutput, build_attention_bias, run_layers
 
 __all__ = ["T5", "T5Block"]
 
@@ -173,14 +173,17 @@ class T5(EncoderDecoderDecoding, nn.Module):
         pos = torch.arange(n, device=input_ids.device)
         bias, empty = build_attention_bias("encoder", B, n, attention_mask, None, None, input_ids.device,
                                      self.encoder_bias(pos, pos))
-        x = self.dropout(self.shared(input_ids))
-        states = [x]
-        for block in self.encoder_blocks:
-            x, _ = block(x, bias, empty)
-            states.append(x)
+        step = lambda i, h: self.encoder_blocks[i](h, bias, empty, layer_idx=i)             # noqa: E731
+        x, states, _ = run_layers(step, range(len(self.encoder_blocks)), self.apply_embeddings(input_ids),
+                                  output_hidden_states=output_hidden_states)
         x = self.dropout(self.encoder_norm(x))
-        states[-1] = x
+        if states is not None:
+            states[-1] = x
         return (x, tuple(states)) if output_hidden_states else x
+
+    def apply_embeddings(self, ids: Tensor) -> Tensor:
+        """The embedding stage of both stacks: the shared table, then dropout -> [B, n, C]."""
+        return self.dropout(self.shared(ids))
 
     def decode(self, decoder_input_ids: Tensor, encoder_hidden_states: Tensor,
                encoder_attention_mask: Tensor | None = None, decoder_attention_mask: Tensor | None = None,
@@ -224,20 +227,21 @@ class T5(EncoderDecoderDecoding, nn.Module):
         bias, empty = build_attention_bias("lm", B, t, decoder_attention_mask, None, cache, device,
                                      self.decoder_bias(qpos, kpos))
         cross_bias, cross_empty = build_attention_bias("encoder", B, t, encoder_attention_mask, None, None, device)
-        x = self.dropout(self.shared(decoder_input_ids))
-        states = [x]
-        for i, block in enumerate(self.decoder_blocks):
-            x, _ = block(x, bias, empty, encoder_hidden_states, cross_bias, cross_empty, cache, i)
-            states.append(x)
+        step = lambda i, h: self.decoder_blocks[i](h, bias, empty, context=encoder_hidden_states,  # noqa: E731
+                                                   cross_bias=cross_bias, cross_empty=cross_empty, cache=cache,
+                                                   layer_idx=i)
+        x, states, _ = run_layers(step, range(len(self.decoder_blocks)), self.apply_embeddings(decoder_input_ids),
+                                  output_hidden_states=output_hidden_states)
         if cache is not None:
             cache.advance(t)
         x = self.dropout(self.decoder_norm(x))
-        states[-1] = x
+        if states is not None:
+            states[-1] = x
         if self.config.scale_logits:
             x = x * self.config.hidden_size ** -0.5
         logits = self.lm_head(x) if self.lm_head is not None else nn.functional.linear(x, self.shared.weight)
         return TransformerOutput(last_hidden_state=x, logits=logits,
-                                 hidden_states=tuple(states) if output_hidden_states else None,
+                                 hidden_states=tuple(states) if states is not None else None,
                                  encoder_last_hidden_state=encoder_hidden_states)
 
     def forward(self, input_ids: Tensor, decoder_input_ids: Tensor, attention_mask: Tensor | None = None,

@@ -16,7 +16,7 @@ Template method as in bert4keras: a family subclass overrides only what differs 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +31,7 @@ from .inputs import (ValueChecks, check_bias, check_embeds, check_ids, check_mas
                      compute_dtype, type_name)
 
 __all__ = ["Transformer", "TransformerOutput", "TransformerBlock", "Embeddings", "MLMHead", "APPLICATIONS",
-           "build_attention_bias"]
+           "build_attention_bias", "run_layers"]
 
 APPLICATIONS = ("encoder", "lm", "unilm")
 
@@ -177,6 +177,22 @@ def build_attention_bias(application: str, B: int, n: int, attention_mask: Tenso
     if extra_bias is not None:
         bias = bias + extra_bias
     return bias, (None if every_row else ~any_key)
+
+
+def run_layers(step: Callable[[int, Tensor], tuple[Tensor, Tensor | None]], layers: Iterable[int], x: Tensor, *,
+               output_hidden_states: bool = False,
+               output_attentions: bool = False) -> tuple[Tensor, list[Tensor] | None, list | None]:
+    """The main-layers stage shared by every stack (Transformer, T5's encoder and decoder): x [B, n, C] through
+    `step(i, x) -> (x, weights)` for each layer index i -> (x, [x_in, then one state per layer] or None,
+    [weights per layer] or None)."""
+    hidden, attns = [x] if output_hidden_states else None, [] if output_attentions else None
+    for i in layers:
+        x, w = step(i, x)
+        if hidden is not None:
+            hidden.append(x)
+        if attns is not None:
+            attns.append(w)
+    return x, hidden, attns
 
 
 class Transformer(TransformerDecoding, nn.Module):
@@ -387,15 +403,10 @@ class Transformer(TransformerDecoding, nn.Module):
             if bad:
                 raise ValueError(f"layers must hold layer indices in [0, {self.num_layers}), got {bad[0]!r} in "
                                  f"{layers}")
-        hidden, attns = [x] if output_hidden_states else None, [] if output_attentions else None
-        for i in layers:
-            x, w = self.apply_block(i, x, attn_bias=attn_bias, empty_rows=empty_rows, positions=positions,
-                                    cache=cache, need_weights=output_attentions)
-            if hidden is not None:
-                hidden.append(x)
-            if attns is not None:
-                attns.append(w)
-        return x, hidden, attns
+        step = lambda i, h: self.apply_block(i, h, attn_bias=attn_bias, empty_rows=empty_rows,  # noqa: E731
+                                             positions=positions, cache=cache, need_weights=output_attentions)
+        return run_layers(step, layers, x, output_hidden_states=output_hidden_states,
+                          output_attentions=output_attentions)
 
     def apply_final_layers(self, x: Tensor, *, hidden_states: list[Tensor] | None = None,
                            attentions: list[Tensor] | None = None, logits_to_keep: int = 0,
