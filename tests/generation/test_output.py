@@ -165,3 +165,14 @@ def test_a_new_family_needs_no_edit_in_generation():
                        out.sequences)
     with pytest.raises(TypeError, match="DecodingModel"):
         generate(nn.Linear(2, 2), torch.tensor([[1]]))
+
+
+def test_the_cache_generate_leaves_can_be_set_up_again_outside_inference_mode(gpt2):
+    """generate allocates the cache under inference_mode; a later setup outside it must not reuse those
+    inference tensors (an in-place update on them would raise)."""
+    generate(gpt2, torch.tensor([[1, 2]]), max_new_tokens=2)
+    cache = gpt2.setup_caches(1, 3)
+    assert not cache.k.is_inference()
+    with torch.no_grad():
+        gpt2(torch.tensor([[1, 2]]), cache=cache)
+    assert cache.length == 2

@@ -87,16 +87,20 @@ def _end_id(end_id, stop_at_eos: bool, cfg, V: int) -> int | None:
     return check_token_id("end_id", end_id, V, allow_none=False)
 
 
+def _step(model, tokens: Tensor) -> Tensor:
+    return model.decode_step(tokens)
+
+
+_compiled_step = torch.compile(_step, dynamic=False, fullgraph=True)
+
+
 def _decode_step(model, compile: bool) -> Callable:
-    """The model's decode step; compiled once per model and kept on it (torch.compile then specialises on
-    the static cache's shapes: one graph per batch x cache size, fullgraph: a graph break is an error)."""
+    """The model's decode step, or its compiled form: one torch.compile'd function for every model (nothing
+    is stored on the model, so copies and pickles stay clean); dynamo specialises on the model and on the
+    static cache's shapes (one graph per model x batch x cache size; fullgraph: a graph break is an error)."""
     if not compile:
         return model.decode_step
-    step = getattr(model, "_compiled_decode_step", None)
-    if step is None:
-        step = torch.compile(model.decode_step, dynamic=False, fullgraph=True)
-        model._compiled_decode_step = step
-    return step
+    return lambda tokens: _compiled_step(model, tokens)
 
 
 def generate(model: DecodingModel, input_ids: Tensor, segment_ids: Tensor | None = None,

@@ -115,8 +115,9 @@ class CachedDecodingMixin:
         compiled decode step is reused)."""
         cache = self._modules.get("kv_cache")
         p = next(self.parameters())
-        if cache is not None and (cache.batch_size, cache.max_len, cache.k.dtype, cache.k.device) == \
-                (batch_size, max_len, dtype or p.dtype, p.device):
+        if cache is not None and (cache.batch_size, cache.max_len, cache.k.dtype, cache.k.device,
+                                  cache.k.is_inference()) == \
+                (batch_size, max_len, dtype or p.dtype, p.device, torch.is_inference_mode_enabled()):
             cache.reset()
         else:
             self.kv_cache = None                        # free the old buffers before allocating new ones
