@@ -224,3 +224,21 @@ def test_sparse_loss_and_accuracy_against_enumeration_and_counting():
     assert crf.sparse_accuracy(em, padded, mask, viterbi=True).item() == pytest.approx(hits / int(lengths.sum()))
     with pytest.raises(ValueError, match="tags"):
         crf.sparse_loss(em, padded)                           # without a mask every position is real
+
+
+def test_non_tensor_arguments_and_nan_scores_are_named():
+    crf, em, mask, tags, _ = _setup(True)
+    with pytest.raises(TypeError, match="mask must be a tensor"):
+        crf.decode(em, mask.tolist())
+    with pytest.raises(TypeError, match="emissions must be a floating-point tensor"):
+        crf(em.numpy(), tags)
+    with pytest.raises(TypeError, match="tags must be an integer tensor"):
+        crf(em, tags.tolist())
+    bad = em.clone()
+    bad[1, 0, 2] = float("nan")
+    with pytest.raises(ValueError, match="emissions hold NaN.*sequence 1"):
+        crf.decode(bad, mask)
+    nodes = em[0].numpy().copy()
+    nodes[2, 1] = np.nan
+    with pytest.raises(ValueError, match="nodes hold NaN"):
+        ViterbiDecoder(crf.transitions.detach().numpy()).decode(nodes)

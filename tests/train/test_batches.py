@@ -133,3 +133,18 @@ def test_numpy_batches_are_converted_to_tensors():
     m = _Tagger()
     out = Trainer(m, None, loss_fn).predict(numpy_batches)
     assert out.shape == (12, 6, 3)
+
+
+def test_a_batch_the_model_cannot_take_explains_the_split_rule():
+    samples = _samples()
+    batch = collate_padded([(i, s, y, y) for (i, s), y in samples])      # 4 items: inputs = the first 3
+    m = _Tagger()
+    tr = Trainer(m, None, lambda o, t: o.sum())
+    with pytest.raises(TypeError, match=r"(?s)_Tagger.forward.*3 positional inputs.*all but the last item.*"
+                                        r"\(\(a, b\), y\)"):
+        tr.evaluate([batch])
+    def broken_forward(ids, segs):                        # a TypeError raised inside forward passes untouched
+        raise TypeError("inside the model")
+    m.forward = broken_forward
+    with pytest.raises(TypeError, match="^inside the model$"):
+        tr.evaluate([collate_padded([(i, s, y) for (i, s), y in samples])])

@@ -61,7 +61,11 @@ def viterbi_paths(emissions: Tensor, transitions: Tensor, mask: Tensor, start: T
     return torch.stack(path[::-1], 1), best_score
 
 
-def _refuse_impossible(best: Tensor, mask: Tensor, starts, ends) -> None:
+def _refuse_impossible(best: Tensor, mask: Tensor, starts, ends, what: str = "emissions") -> None:
+    """A NaN best score (NaN scores in) or -inf (no path meets starts / ends) would give a meaningless path."""
+    if torch.isnan(best).any():
+        row = int(torch.isnan(best).nonzero()[0, 0])
+        raise ValueError(f"{what} hold NaN (sequence {row}): the Viterbi path would be meaningless")
     bad = torch.isneginf(best)
     if bad.any():
         row = int(bad.nonzero()[0, 0])
@@ -88,6 +92,14 @@ class CRF(nn.Module):
         self.end_transitions = nn.Parameter(torch.zeros(num_tags)) if include_start_end else None
 
     def _check(self, emissions: Tensor, tags: Tensor | None, mask: Tensor | None) -> Tensor:
+        if not isinstance(emissions, Tensor) or not emissions.is_floating_point():
+            raise TypeError(f"emissions must be a floating-point tensor [B, n, num_tags], got "
+                            f"{type(emissions).__name__}" + (f" of dtype {emissions.dtype}"
+                                                             if isinstance(emissions, Tensor) else ""))
+        if tags is not None and not isinstance(tags, Tensor):
+            raise TypeError(f"tags must be an integer tensor [B, n], got {type(tags).__name__}")
+        if mask is not None and not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a tensor [B, n] of 0/1 (True = real token), got {type(mask).__name__}")
         if emissions.dim() != 3 or emissions.shape[-1] != self.num_tags:
             raise ValueError(f"emissions must be [B, n, num_tags={self.num_tags}], got {tuple(emissions.shape)}")
         B, n, _ = emissions.shape
@@ -232,5 +244,5 @@ class ViterbiDecoder:
         mask = torch.ones(1, nodes.shape[0], dtype=torch.bool, device=nodes.device)
         paths, best = viterbi_paths(nodes[None], self.trans.to(nodes), mask,
                                     _boundary(0.0, self.starts, nodes), _boundary(0.0, self.ends, nodes))
-        _refuse_impossible(best, mask, self.starts, self.ends)
+        _refuse_impossible(best, mask, self.starts, self.ends, "nodes")
         return paths[0].tolist()

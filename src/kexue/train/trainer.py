@@ -109,6 +109,24 @@ def _call(fn, mode: str | None, outputs, targets, batch):
     return fn(outputs, targets, batch=batch)
 
 
+def _explain_call(model: nn.Module, args: tuple, kwargs: dict, error: TypeError) -> None:
+    """When the model's forward cannot take what the batch gave it, raise a TypeError that says how the
+    batch was split (a TypeError raised inside forward is left alone)."""
+    net = model.module if isinstance(model, DistributedDataParallel) else model
+    try:
+        inspect.signature(net.forward).bind(*args, **kwargs)
+        return                                       # the call matched: the error came from inside forward
+    except TypeError:
+        pass
+    except ValueError:                               # no signature to check against
+        return
+    given = f"{len(args)} positional inputs" + (f" and the keywords {sorted(kwargs)}" if kwargs else "")
+    raise TypeError(f"{type(net).__name__}.forward{inspect.signature(net.forward)} cannot take the batch's "
+                    f"{given}: with a loss_fn a tuple batch is split as inputs = all but the last item, targets = "
+                    "the last; a dict batch as inputs = the dict minus target_keys (passed as keywords). Nest the "
+                    "inputs, ((a, b), y), or set target_keys, to change the split") from error
+
+
 def _fmt(value) -> str | None:
     """A log value as Keras prints it (4 decimals, scientific when tiny); None for what is not a number."""
     if isinstance(value, Tensor) and value.numel() == 1:
@@ -231,11 +249,13 @@ class Trainer:
 
     def forward(self, inputs, model: nn.Module | None = None):
         model = self.model if model is None else model
-        if isinstance(inputs, Mapping):
-            return model(**inputs)
-        if isinstance(inputs, (tuple, list)):
-            return model(*inputs)
-        return model(inputs)
+        args, kwargs = ((), dict(inputs)) if isinstance(inputs, Mapping) else \
+            (tuple(inputs), {}) if isinstance(inputs, (tuple, list)) else ((inputs,), {})
+        try:
+            return model(*args, **kwargs)
+        except TypeError as e:
+            _explain_call(model, args, kwargs, e)
+            raise
 
     def compute_loss(self, batch, model: nn.Module | None = None, require_loss: bool = True):
         """-> (loss scalar or None, outputs, targets)."""
