@@ -83,6 +83,8 @@ def test_linear_warmup_decay_is_the_scheduler_with_a_two_point_table():
     import kexue.train
     from kexue.optim import PiecewiseLinearScheduler
     assert kexue.train.linear_warmup_decay is kexue.optim.linear_warmup_decay
+    import kexue.ops
+    assert kexue.optim.piecewise_linear is kexue.ops.piecewise_linear                  # a re-export, not a copy
     sched = linear_warmup_decay(_sgd(), 4, 12, final_ratio=0.1)
     assert isinstance(sched, PiecewiseLinearScheduler) and sched.schedule == {4: 1.0, 12: 0.1}
     ours = _lrs(lambda o: linear_warmup_decay(o, 4, 12, final_ratio=0.1), 16)
