@@ -245,3 +245,53 @@ def test_corrupted_checkpoint_is_refused_with_nothing_changed_or_trains_finite(s
     with valid_or_clear_error("state_dict"):
         train(b, ob, batches(3, seed + 2))
     assert_finite(*b.parameters())
+
+
+# ---- issue 9: per-group hyperparameters (torch.optim style) and bert4keras's lr_multiplier ------------------
+GROUP_KEYS = {"weight_decay": ["weight_decay_rate"], "layer_adaptation": ["layer_adaptation", "layer_adaptation_eps",
+                                                                          "max_trust_ratio"],
+              "piecewise": ["lr_schedule", "lr_schedule_mode"], "lookahead": ["lookahead_k", "lookahead_alpha"],
+              "lazy": ["lazy"]}
+GROUP_VALUES = st.one_of(VALUES, st.sampled_from([{}, {0: 1.0}, {-1: 1.0}, {2: math.nan}, {1.5: 1.0}, "lr", "delta",
+                                                  [1, 2]]))
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=250)
+@given(spec=stacks(), pick=st.integers(0, 10 ** 6), value=GROUP_VALUES, seed=st.integers(0, 99))
+def test_generated_group_value_is_used_or_refused_before_any_change(spec, pick, value, seed):
+    """A value written into a group (by the user or a scheduler) for any level's key: training goes on with
+    finite weights, or the next step raises an error naming the group key and changes no weight."""
+    keyed = [k for name, _ in spec[1] for k in GROUP_KEYS.get(name, [])]
+    if not keyed:
+        return
+    key = keyed[pick % len(keyed)]
+    model = Net(seed)
+    opt = build(model, spec)
+    group = opt.param_groups[pick % len(opt.param_groups)]
+    group[key] = value
+    data = batches(4, seed)
+    before = [p.detach().clone() for p in model.parameters()]
+    with valid_or_clear_error(key):
+        for ids, y in data:
+            opt.zero_grad()
+            ((model(ids) - y) ** 2).mean().backward()
+            try:
+                opt.step()
+            except (ValueError, TypeError) as e:                   # a refused step changes nothing
+                assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before)), e
+                raise
+            before = [p.detach().clone() for p in model.parameters()]
+        assert_finite(*model.parameters())
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=200)
+@given(m=VALUES, lr=VALUES)
+def test_generated_lr_multiplier_gives_lr_times_m_or_a_clear_error(m, lr):
+    from kexue.optim import param_groups_by_name
+    model = Net(0)
+    with valid_or_clear_error("lr_multiplier", "lr"):
+        groups = param_groups_by_name(model, {r"^out\.": {"lr_multiplier": m}}, lr=lr)
+        assert math.isfinite(m) and m >= 0 and math.isfinite(lr) and lr >= 0
+        assert groups[0]["lr"] == lr * m and "lr" not in groups[1]

@@ -94,6 +94,7 @@ class GradientAccumulation(DerivedOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None, num_samples: int | None = None) -> bool:  # type: ignore[override]
+        self.check_stack_groups()                   # a bad group value is refused before the cycle moves on
         if closure is not None:
             with torch.enable_grad():
                 closure()

@@ -270,8 +270,7 @@ class DerivedOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None) -> Any:  # type: ignore[override]
-        check_group_hyperparameters(self.param_groups, "param_groups", ("lr",))   # a scheduler may set nan
-        self.check_groups()
+        self.check_stack_groups()
         ctx = self._before(closure)
         try:
             loss = self._inner_step(closure)
@@ -355,6 +354,15 @@ class DerivedOptimizer(Optimizer):
                     raise ValueError(f"{at} is missing: {type(self).__name__} needs it (the state comes from "
                                      f"another stack)")
                 self._check_group_value(key, group[key], at, self.defaults[key])
+
+    def check_stack_groups(self) -> None:
+        """`check_groups` of every level of the stack, and finite lrs: run first by `step()`, so a bad value
+        that a user or a scheduler wrote into a group is refused before any level changes anything."""
+        check_group_hyperparameters(self.param_groups, "param_groups", ("lr",))   # a scheduler may set nan
+        level: Optimizer = self
+        while isinstance(level, DerivedOptimizer):
+            level.check_groups()
+            level = level.inner
 
     def _check_group_defaults(self, state_dict: dict[str, Any], where: str) -> None:
         """The group keys this wrapper added (`weight_decay_rate`, `lazy`, ...) are in the saved base groups."""
