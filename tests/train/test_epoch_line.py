@@ -73,3 +73,16 @@ def test_evaluate_and_save_best_reports_best_so_far(capsys, tmp_path):
     _trainer().fit(tiny.data(), epochs=2, batch_size=8, callbacks=[best], verbose=0)
     assert capsys.readouterr().out.splitlines() == ["Epoch 1: score improved from inf to 3.0000",
                                                     "Epoch 2: score improved from 3.0000 to 2.0000"]
+
+
+def test_restart_is_announced(capsys):
+    from kexue.train import RestartPolicy
+    scores = iter([0.5, 0.25, 0.75])
+    best = EvaluateAndSaveBest(lambda model: next(scores), path=None, use_ema=False,
+                               restart=RestartPolicy(patience=1, every=None, lr=0.01))
+    _trainer().fit(tiny.data(), epochs=3, batch_size=8, callbacks=[best], verbose=1)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch 2:")]
+    assert lines == ["Epoch 2: score did not improve from 0.5000",
+                     "Epoch 2: restart from the best weights (score 0.5000 at epoch 1), optimizer state reset, "
+                     "lr = 0.01"]
+    assert best.restarts == 1

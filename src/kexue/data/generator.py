@@ -19,6 +19,11 @@ __all__ = ["DataGenerator"]
 class DataGenerator:
     """Batches of `collate([encode(x) for x in a batch])`; `encode` may return None to drop a sample.
 
+    The default `collate` is `collate_padded`: `encode` may return nested samples such as `((ids, segs), tags)`
+    or dicts, and each field is padded on its own; for other pad values pass
+    `collate=functools.partial(collate_padded, pad_values={1: -100})`. The batches then go to `Trainer.fit`
+    as they are (a tuple batch: inputs = all but the last item, targets = the last).
+
     shuffle: True / False, or None (default): shuffled when training (`Trainer.fit`, `forfit()`, like bert4keras),
     in order when simply iterated (evaluation). Each epoch's permutation is drawn from (seed, epoch): `seed=None`
     takes the Trainer's seed under `fit` and a random one otherwise. Data without `len()` is shuffled through a

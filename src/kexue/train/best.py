@@ -106,12 +106,14 @@ class EvaluateAndSaveBest(Callback):
         if logs is not None:
             logs[self.monitor], logs[f"best_{self.monitor}"] = score, self.best
         if self.restart is not None and self.best_state is not None and self._should_restart(epoch, score):
+            self._say(epoch, f"restart from the best weights ({self.monitor} {self.best:.4f} at epoch "
+                             f"{self.best_epoch + 1}), optimizer state reset, lr = {self.restart.lr:g}", name=False)
             self.do_restart()
 
-    def _say(self, epoch: int, note: str) -> None:
+    def _say(self, epoch: int, note: str, name: bool = True) -> None:
         verbose = self.verbose if self.verbose is not None else getattr(self.trainer, "verbose", 1)
         if verbose and self.trainer.is_main:
-            print(f"Epoch {epoch + 1}: {self.monitor} {note}", flush=True)
+            print(f"Epoch {epoch + 1}: {self.monitor + ' ' if name else ''}{note}", flush=True)
 
     def _finite_weights(self) -> bool:
         """Weights holding NaN/inf are never kept or saved as the best, whatever they score."""
