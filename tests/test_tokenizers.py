@@ -493,6 +493,7 @@ def _kinds(sp_path):
         "pre_tokenize": Tokenizer(VOCAB, pre_tokenize=lambda t: t.split(" ")),
         "no_start": Tokenizer(VOCAB, token_start=None),
         "sentencepiece": SpTokenizer(sp_path),
+        "sp_pre_tokenize": SpTokenizer(sp_path, pre_tokenize=str.split),
     }
 
 
@@ -512,11 +513,12 @@ def _rows_of_encode(tk, firsts, seconds, maxlen, offsets):
 BATCH_TEXTS = TEXTS + ["", " ", "😀", "中文。", "one two three four five six seven eight nine ten " * 3]
 
 
-@pytest.mark.parametrize("kind", ["wordpiece", "char_level", "pre_tokenize", "no_start", "sentencepiece"])
+@pytest.mark.parametrize("kind", ["wordpiece", "char_level", "pre_tokenize", "no_start", "sentencepiece",
+                                  "sp_pre_tokenize"])
 @pytest.mark.parametrize("pair", [False, True])
 def test_encode_batch_equals_encode_row_by_row(sp_model, kind, pair):
     tk = _kinds(sp_model[0])[kind]
-    offsets = kind != "sentencepiece"
+    offsets = kind not in ("sentencepiece", "sp_pre_tokenize")
     firsts = BATCH_TEXTS
     seconds = [BATCH_TEXTS[(i * 7 + 3) % len(BATCH_TEXTS)] for i in range(len(firsts))] if pair else None
     for maxlen in (None, 3, 4, 7, 16, 40):

@@ -74,6 +74,11 @@ class SpTokenizer(TokenizerBase):
             text = " ".join(words)
         return self.sp_model.encode(text), None
 
+    def _pieces_batch(self, texts: list[str], with_offsets: bool) -> tuple[list[list[int]], None]:
+        if self._pre_tokenize is not None:
+            return super()._pieces_batch(texts, with_offsets)
+        return self.sp_model.encode(texts), None  # one call for the batch (sentencepiece's own threads)
+
     def _is_decodable(self, i: int) -> bool:
         sp = self.sp_model
         return not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))
