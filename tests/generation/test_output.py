@@ -176,3 +176,17 @@ def test_the_cache_generate_leaves_can_be_set_up_again_outside_inference_mode(gp
     with torch.no_grad():
         gpt2(torch.tensor([[1, 2]]), cache=cache)
     assert cache.length == 2
+
+
+def test_decoder_beam_width_is_num_beams_with_topk_as_the_bert4keras_alias():
+    from kexue.generation import AutoRegressiveDecoder
+    table = torch.randn(6, 6, generator=torch.Generator().manual_seed(4))
+    dec = AutoRegressiveDecoder(None, 0, 4, predict=lambda i, o, s: table[o[:, -1] if o.shape[1] else i[0]])
+    x = [torch.tensor([1, 2])]
+    a = dec.beam_search(x, num_beams=3)
+    assert [s.tolist() for s in a] == [s.tolist() for s in dec.beam_search(x, topk=3)]
+    assert [s.tolist() for s in a] == [s.tolist() for s in dec.beam_search(x, 3)]
+    with pytest.raises(ValueError, match="num_beams=3 or its bert4keras alias topk=2"):
+        dec.beam_search(x, num_beams=3, topk=2)
+    with pytest.raises(ValueError, match="num_beams"):
+        dec.beam_search(x, num_beams=0)

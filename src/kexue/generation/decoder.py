@@ -3,10 +3,11 @@
 
 The user supplies `predict(inputs, output_ids, states)`; the engine owns everything else. It is batched:
 `inputs` is a list of tensors whose first axis is the batch B; each strategy works on N static rows
-(B greedy rows, B*topk beams, B*n samples) that always belong to input `row // width`, so `inputs` are
+(B greedy rows, B*num_beams beams, B*n samples) that always belong to input `row // width`, so `inputs` are
 expanded once and never reindexed. Finished rows keep a filler token until every row is done. `states`
 (e.g. a KV cache) are reordered for beams by `reorder_states`. Returned sequences hold the generated
-tokens only (no start token), including the final end token, as bert4keras does.
+tokens only (no start token), including the final end token, as bert4keras does (lists of 1-D tensors;
+`kexue.generation.generate` returns one padded `GenerationOutput` instead).
 """
 from __future__ import annotations
 
@@ -269,18 +270,18 @@ class AutoRegressiveDecoder:
         if topk is None and num_beams is None:
             raise TypeError("beam_search needs the beam width num_beams (bert4keras: topk)")
         K = check_int("topk", topk, 1) if topk is not None else check_int("num_beams", num_beams, 1)
+        check_bool("return_scores", return_scores)
         return self._as_lists(self._beam_search(inputs, K, states, temperature, length_penalty=length_penalty,
                                                 banned_ids=banned_ids, repetition_penalty=repetition_penalty,
-                                                allowed_next=allowed_next, return_scores=return_scores),
-                              return_scores)
+                                                allowed_next=allowed_next), return_scores)
 
     def _beam_search(self, inputs, K: int, states, temperature: float, *, length_penalty, banned_ids,
-                     repetition_penalty, allowed_next, return_scores):
+                     repetition_penalty, allowed_next):
         """beam_search's loop -> (best tokens [B, maxlen], lengths [B], raw scores [B])."""
         temperature = check_float("temperature", temperature, 0.0, low_open=True)
         length_penalty = check_length_penalty(length_penalty, self.maxlen)
         banned_ids, repetition_penalty = self._check_hooks(banned_ids, repetition_penalty, allowed_next, None,
-                                                           return_scores)
+                                                           False)
         inputs = [x.repeat_interleave(K, 0) for x in self._as_inputs(inputs)]
         N, device = inputs[0].shape[0], inputs[0].device
         B = N // K

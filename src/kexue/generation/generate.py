@@ -175,7 +175,7 @@ def generate(model: DecodingModel, input_ids: Tensor, segment_ids: Tensor | None
         if num_beams > 1:
             out = dec._beam_search(inputs, num_beams, None, temperature, length_penalty=length_penalty,
                                    banned_ids=banned_ids, repetition_penalty=repetition_penalty,
-                                   allowed_next=allowed_next, return_scores=True)
+                                   allowed_next=allowed_next)
         else:
             if do_sample and generator is None and seed is not None:
                 generator = torch.Generator(device=input_ids.device).manual_seed(seed)
