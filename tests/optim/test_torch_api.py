@@ -212,3 +212,21 @@ def test_wrapper_follows_a_direct_load_of_the_inner_optimizer(kit):
     sched = torch.optim.lr_scheduler.StepLR(opt, 1, 0.1)
     kit.train(model, opt, kit.batches(1), sched)
     assert base.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_checkpoint_of_the_same_stack_without_the_new_group_keys_loads_with_the_defaults(kit):
+    """A checkpoint saved before a hyperparameter moved into the groups (same stack record) loads, and the
+    group gets this level's default, as torch's `__setstate__` does for a new hyperparameter; without the
+    stack record the missing key is refused by name."""
+    model = kit.mlp()
+    opt = Lookahead(LayerAdaptation(torch.optim.SGD(model.parameters(), lr=0.1), max_ratio=5.0), k=2)
+    kit.train(model, opt, kit.batches(3))
+    sd = opt.state_dict()
+    for g in sd["inner"]["inner"]["param_groups"]:
+        del g["max_trust_ratio"], g["lookahead_k"]
+    fresh = Lookahead(LayerAdaptation(torch.optim.SGD(kit.mlp().parameters(), lr=0.1), max_ratio=5.0), k=2)
+    fresh.load_state_dict(copy.deepcopy(sd))
+    assert all(g["max_trust_ratio"] == 5.0 and g["lookahead_k"] == 2 for g in fresh.param_groups)
+    del sd["stack"], sd["inner"]["stack"]
+    with pytest.raises(ValueError, match=r"\['(lookahead_k|max_trust_ratio)'\] is missing"):
+        fresh.load_state_dict(sd)

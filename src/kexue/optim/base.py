@@ -344,12 +344,16 @@ class DerivedOptimizer(Optimizer):
         elif isinstance(default, (int, float)):
             check_float(at, value, low=0.0)
 
-    def check_groups(self, groups: list[dict[str, Any]] | None = None, where: str = "param_groups") -> None:
+    def check_groups(self, groups: list[dict[str, Any]] | None = None, where: str = "param_groups",
+                     allow_missing: bool = False) -> None:
         """Every group holds this level's keys with valid values (run before each step: a user or a scheduler
-        may have written a bad value into a group)."""
+        may have written a bad value into a group). `allow_missing`: a key may be absent (a checkpoint of the
+        same stack saved by an older kexue; loading fills in the default, as torch does for new hyperparameters)."""
         for i, group in enumerate(self.param_groups if groups is None else groups):
             for key in self._group_keys:
                 at = f"{where}[{i}][{key!r}]"
+                if key not in group and allow_missing:
+                    continue
                 if key not in group:
                     raise ValueError(f"{at} is missing: {type(self).__name__} needs it (the state comes from "
                                      f"another stack)")
@@ -371,7 +375,7 @@ class DerivedOptimizer(Optimizer):
         base_sd, path = state_dict, where
         while isinstance(base_sd, dict) and "inner" in base_sd:
             base_sd, path = base_sd["inner"], f"{path}['inner']"
-        self.check_groups(base_sd["param_groups"], f"{path}['param_groups']")
+        self.check_groups(base_sd["param_groups"], f"{path}['param_groups']", allow_missing="stack" in state_dict)
 
     def _check_param_state(self, saved: dict[int, dict[str, Any]], where: str) -> None:
         """Override: raise a ValueError if the per-parameter state is incomplete (called first)."""
@@ -462,6 +466,9 @@ class DerivedOptimizer(Optimizer):
         else:                                       # torch keeps the given tensors: copy, never alias the dict
             self.inner.load_state_dict(_clone_tensors(state_dict["inner"]))
         self.param_groups = self.inner.param_groups
+        for group in self.param_groups:             # keys an older checkpoint of this stack lacks: the defaults
+            for key in self._group_keys:
+                group.setdefault(key, self.defaults[key])
         outer = dict(state_dict["outer"])
         params = self._all_params()
         saved = outer.pop("state", {})
