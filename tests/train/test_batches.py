@@ -172,3 +172,12 @@ def test_crf_tagger_port_needs_no_glue():
     after = tr.evaluate(gen)
     # tag = id % 3 is a function of the token: the CRF path must learn it (5 seeds: 1.0 after 15 epochs)
     assert before["acc"] < 0.6 and after["acc"] > 0.95 and hist.history["loss"][-1] < before["loss"]
+
+
+def test_a_metric_that_is_not_a_scalar_is_named():
+    samples = _samples()
+    batch = collate_padded([(i, s, y) for (i, s), y in samples])
+    m = _Tagger()
+    tr = Trainer(m, None, lambda o, t: o.sum(), metrics={"per_token": lambda o, t: (o.argmax(-1) == t).float()})
+    with pytest.raises(TypeError, match=r"metrics\['per_token'\] must return a scalar.*shape \(12, 6\)"):
+        tr.evaluate([batch])

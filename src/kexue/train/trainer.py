@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+import numbers
 import os
 import pickle
 import time
@@ -509,9 +510,16 @@ class Trainer:
         return updated
 
     def _metric_values(self, outputs, targets, batch=None) -> dict:
+        values = {}
         with torch.no_grad():
-            return {name: _call(fn, self._metric_batch_modes.get(name), outputs, targets, batch)
-                    for name, fn in self.metrics.items()}
+            for name, fn in self.metrics.items():
+                v = _call(fn, self._metric_batch_modes.get(name), outputs, targets, batch)
+                if isinstance(v, bool) or not (isinstance(v, numbers.Real) or isinstance(v, Tensor) and v.numel() == 1):
+                    raise TypeError(f"metrics[{name!r}] must return a scalar (a number or a one-element tensor, "
+                                    f"averaged over the batches), got {type(v).__name__}"
+                                    + (f" of shape {tuple(v.shape)}" if isinstance(v, Tensor) else ""))
+                values[name] = v
+        return values
 
     # ---- evaluation and prediction --------------------------------------------------------------
     def _eval_iter(self, data, batch_size, collate_fn, shard: bool = True):
