@@ -53,11 +53,12 @@ def _flatten_offsets(rows: list[list[tuple[int, int]]], total: int) -> np.ndarra
 
 
 def _scatter(out: np.ndarray, flat: np.ndarray, row_start: np.ndarray, first_col: np.ndarray,
-             keep: np.ndarray, cols: np.ndarray) -> None:
-    """out[r, first_col[r] + j] = flat[row_start[r] + j] for j < keep[r] (out: [B, n] or [B, n, 2])."""
-    rel = cols[None, :] - first_col[:, None]                                       # [B, n]
-    inside = (rel >= 0) & (rel < keep[:, None])
-    out[inside] = flat[(row_start[:, None] + rel)[inside]]
+             keep: np.ndarray) -> None:
+    """out[r, first_col[r] + j] = flat[row_start[r] + j] for j < keep[r] (out: [B, n] or [B, n, 2]);
+    index work proportional to the kept tokens, not to B x n."""
+    row = np.repeat(np.arange(len(keep)), keep)                                    # [kept] row of each token
+    j = np.arange(len(row)) - np.repeat(np.cumsum(keep) - keep, keep)              # [kept] position in its row
+    out[row, first_col[row] + j] = flat[row_start[row] + j]
 
 
 def assemble_batch(a_rows: list[list[int]], b_rows: list[list[int]] | None, maxlen: int | None,
@@ -90,11 +91,11 @@ def assemble_batch(a_rows: list[list[int]], b_rows: list[list[int]] | None, maxl
     ids = np.full((batch, n), specials.pad, dtype=np.int64)
     if n_start:
         ids[:, 0] = specials.start
-    _scatter(ids, a_flat, a_at, np.full(batch, n_start), k1, cols)
+    _scatter(ids, a_flat, a_at, np.full(batch, n_start), k1)
     if n_end:
         ids[rows, n_start + k1] = specials.end
     if pair:
-        _scatter(ids, b_flat, b_at, b_col, k2, cols)
+        _scatter(ids, b_flat, b_at, b_col, k2)
         if n_end:
             ids[rows, length - 1] = specials.end
     mask = (cols[None, :] < length[:, None]).astype(np.int64)                      # [B, n]
@@ -103,7 +104,7 @@ def assemble_batch(a_rows: list[list[int]], b_rows: list[list[int]] | None, maxl
     if a_offsets is None:
         return ids, segs, mask
     offsets = np.zeros((batch, n, 2), dtype=np.int64)                              # [B, n, 2]
-    _scatter(offsets, _flatten_offsets(a_offsets, len(a_flat)), a_at, np.full(batch, n_start), k1, cols)
+    _scatter(offsets, _flatten_offsets(a_offsets, len(a_flat)), a_at, np.full(batch, n_start), k1)
     if pair:
-        _scatter(offsets, _flatten_offsets(b_offsets, len(b_flat)), b_at, b_col, k2, cols)
+        _scatter(offsets, _flatten_offsets(b_offsets, len(b_flat)), b_at, b_col, k2)
     return ids, segs, mask, offsets
