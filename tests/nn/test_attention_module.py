@@ -118,3 +118,11 @@ def test_nezha_refuses_a_kernel_it_cannot_use():
                                                 position="nezha")
     with pytest.raises(ValueError, match="attention_kernel"):
         SparseNEZHA(cfg)
+
+
+@pytest.mark.parametrize("kw, exc, name", [({"out_proj": "no"}, TypeError, "out_proj"),
+                                           ({"key_dim": 0}, ValueError, "key_dim"),
+                                           ({"key_dim": 2.0}, TypeError, "key_dim")])
+def test_new_constructor_arguments_checked_by_name(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        MultiHeadAttention(8, 2, **kw)

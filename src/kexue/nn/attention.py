@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validate import check_float, check_int
+from .._validate import check_bool, check_float, check_int
 from .kv_cache import KVCache
 
 __all__ = ["MultiHeadAttention", "mask_to_bias", "KERNELS"]
@@ -67,6 +67,7 @@ class MultiHeadAttention(nn.Module):
             check_int("kv_dim", kv_dim, low=1)
         if key_dim is not None:
             check_int("key_dim", key_dim, low=1)
+        check_bool("out_proj", out_proj)
         if isinstance(kernel, str):
             if kernel not in KERNELS:
                 raise ValueError(f"kernel={kernel!r} is not a named kernel; expected one of {KERNELS} or a "
