@@ -126,3 +126,13 @@ def test_benchmark_header_prints_the_simd_level(capsys):
     assert f"torch SIMD level {torch.backends.cpu.get_cpu_capability()}" in out
     assert ("native bf16 yes" in out) == has_native_bf16()
     assert f"{torch.get_num_threads()} torch threads" in out and _cpu.cpu_name() in out
+
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.float32), ("fp32", torch.bfloat16)])
+def test_the_warning_points_at_the_users_line(no_native_bf16, precision, dtype):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _trainer(precision, dtype)  # the Trainer is built in this file's _trainer: the warning names it
+    (w,) = _slow_warnings(record)
+    assert w.filename == __file__, w.filename

@@ -83,7 +83,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 128, budget_s: float = 0.02) -> f
     return 2 * n ** 3 / max(best, 1e-9) / 1e9
 
 
-def warn_if_slow_bf16(where: str, device: torch.device | str | None = None) -> bool:
+def warn_if_slow_bf16(where: str, device: torch.device | str | None = None, *, _stacklevel: int = 2) -> bool:
     """Warn once per process (a `SlowBF16Warning`) that bf16 asked for at `where` runs slowly on this CPU,
     with the bf16 and fp32 matmul speeds measured now (a few ms). Nothing on a non-CPU `device` or when
     the CPU has native bf16. Returns True when it warned."""
@@ -94,7 +94,7 @@ def warn_if_slow_bf16(where: str, device: torch.device | str | None = None) -> b
     bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
     warnings.warn(f"{where}: bf16 matmul on this CPU runs at {bf16:.1f} GFLOP/s vs {fp32:.1f} fp32 (no native "
                   f"bf16: AVX512_BF16/AMX absent, torch SIMD level {cpu_capability()}); use precision='fp32' "
-                  "(float32 weights) on this machine", SlowBF16Warning, stacklevel=3)
+                  "(float32 weights) on this machine", SlowBF16Warning, stacklevel=_stacklevel + 1)
     return True
 
 
@@ -103,7 +103,7 @@ def warn_if_bf16_weights_on_cpu(model: nn.Module, where: str) -> bool:
     if _warned or not isinstance(model, nn.Module) or has_native_bf16():
         return False
     slow = any(p.dtype == torch.bfloat16 and p.device.type == "cpu" for p in model.parameters())
-    return warn_if_slow_bf16(where) if slow else False
+    return warn_if_slow_bf16(where, _stacklevel=3) if slow else False
 
 
 def _torch_capabilities():
