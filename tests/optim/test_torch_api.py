@@ -230,3 +230,25 @@ def test_checkpoint_of_the_same_stack_without_the_new_group_keys_loads_with_the_
     del sd["stack"], sd["inner"]["stack"]
     with pytest.raises(ValueError, match=r"\['(lookahead_k|max_trust_ratio)'\] is missing"):
         fresh.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("name", ["weight_decay", "accumulation", "lookahead", "canonical_chain"])
+def test_state_dict_hooks_run_on_wrappers(name):
+    """torch.optim's four state-dict hooks work on a wrapper (they did nothing before)."""
+    model = Net()
+    opt = WRAPPERS[name](model)
+    train(model, opt, batches(3))
+    calls = []
+    opt.register_state_dict_pre_hook(lambda o: calls.append("pre"))
+    opt.register_state_dict_post_hook(lambda o, sd: {**sd, "note": 1})
+    opt.register_load_state_dict_pre_hook(lambda o, sd: {k: v for k, v in sd.items() if k != "note"})
+    handle = opt.register_load_state_dict_post_hook(lambda o: calls.append("loaded"))
+    opt.register_load_state_dict_post_hook(lambda o: calls.append("first"), prepend=True)
+    sd = opt.state_dict()
+    assert sd["note"] == 1 and calls == ["pre"]
+    opt.load_state_dict(sd)
+    assert calls == ["pre", "first", "loaded"]
+    handle.remove()
+    opt.load_state_dict(sd)
+    assert calls == ["pre", "first", "loaded", "first"]
+    assert opt.param_groups is opt.inner.param_groups

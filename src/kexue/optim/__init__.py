@@ -17,6 +17,13 @@ written outermost first, is
 
 `extend_with(Adam, "weight_decay", "layer_adaptation", ...)` builds the same chain innermost first.
 
+The wrappers are torch optimizers built with public torch API only: `Optimizer.__init__` runs (step hooks,
+torch LR schedulers, pickling and deepcopy work), and every per-group hyperparameter (`weight_decay_rate`,
+`max_trust_ratio`, `lr_schedule`, `lookahead_alpha`, ...) lives in `defaults` and every group, as in torch.optim.
+bert4keras's per-weight options are param groups (`param_groups_by_name`): `lr_multiplier` (the CRF's),
+`exclude_from_weight_decay` / `exclude_from_layer_adaptation` (also accepted by `extend_with` classes given
+`model.named_parameters()`).
+
 Checkpoints and restarts of a whole stack: `state_dict()` records the stack (`describe_stack`) and resumes
 exactly (mid accumulation cycle too); `load_optimizer_state(opt, sd)` (any optimizer) and `load_state_dict`
 check everything first and change nothing on a mismatch; `reset_state(opt)` clears every level;

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import weakref
 from types import MethodType
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.utils.hooks import RemovableHandle
 
 from kexue._validate import check_bool, check_float
 from kexue.optim.state import check_group_hyperparameters, check_torch_state_dict
@@ -133,10 +134,10 @@ def load_optimizer_state(optimizer: Optimizer, state_dict: Any) -> None:
     """`optimizer.load_state_dict(state_dict)` for any optimizer, wrapper stack or plain torch, after
     `check_state_dict`: a checkpoint that does not fit is a clear ValueError and changes nothing; the
     optimizer keeps copies, never the checkpoint's own tensors."""
-    check_state_dict(optimizer, state_dict)
     if isinstance(optimizer, DerivedOptimizer):
-        optimizer._apply_state_dict(state_dict)
+        optimizer.load_state_dict(state_dict)               # checks everything first; runs its hooks
     else:
+        check_state_dict(optimizer, state_dict)
         optimizer.load_state_dict(_clone_tensors(state_dict))
 
 
@@ -220,8 +221,9 @@ class DerivedOptimizer(Optimizer):
         self.inner.zero_grad(set_to_none=set_to_none)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Everything but torch's hooks (a torch optimizer drops them too)."""
-        return {k: v for k, v in self.__dict__.items() if k not in self._torch_bookkeeping}
+        """Everything but the hooks (a torch optimizer drops them too)."""
+        return {k: v for k, v in self.__dict__.items()
+                if k not in self._torch_bookkeeping and k != "_kexue_state_dict_hooks"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         defaults = dict(state["defaults"])
@@ -386,12 +388,47 @@ class DerivedOptimizer(Optimizer):
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         """Override: restore what `_extra_state` saved."""
 
+    # ------------------------------------------------------------------ state-dict hooks (torch's public API)
+    def _hooks(self, kind: str) -> OrderedDict:
+        hooks = self.__dict__.setdefault("_kexue_state_dict_hooks", {})
+        return hooks.setdefault(kind, OrderedDict())
+
+    def _add_hook(self, kind: str, hook: Callable, prepend: bool) -> RemovableHandle:
+        hooks = self._hooks(kind)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """`hook(optimizer)` before `state_dict()` (as torch.optim; the wrapper's dict has its own format)."""
+        return self._add_hook("state_dict_pre", hook, prepend)
+
+    def register_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """`hook(optimizer, state_dict) -> state_dict or None` after `state_dict()` (as torch.optim)."""
+        return self._add_hook("state_dict_post", hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """`hook(optimizer, state_dict) -> state_dict or None` before `load_state_dict` checks it."""
+        return self._add_hook("load_state_dict_pre", hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """`hook(optimizer)` after `load_state_dict` (as torch.optim)."""
+        return self._add_hook("load_state_dict_post", hook, prepend)
+
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        for hook in list(self._hooks("state_dict_pre").values()):
+            hook(self)
         index = {p: i for i, p in enumerate(self._all_params())}
         per_param = {index[p]: {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in s.items()}
                      for p, s in self.state.items() if s and p in index}
-        return {"inner": self.inner.state_dict(), "outer": {"state": per_param, **self._extra_state()},
-                "stack": describe_stack(self)}
+        out = {"inner": self.inner.state_dict(), "outer": {"state": per_param, **self._extra_state()},
+               "stack": describe_stack(self)}
+        for hook in list(self._hooks("state_dict_post").values()):
+            result = hook(self, out)
+            out = out if result is None else result
+        return out
 
     def _check_state_dict(self, state_dict: Any, where: str) -> None:
         """Validate the whole dict, every level, before anything is changed."""
@@ -457,8 +494,13 @@ class DerivedOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         """Load a `state_dict()` of the same stack; raises a ValueError and changes nothing if it does not fit."""
+        for hook in list(self._hooks("load_state_dict_pre").values()):
+            result = hook(self, state_dict)
+            state_dict = state_dict if result is None else result
         self._check_state_dict(state_dict, "state_dict")
         self._apply_state_dict(state_dict)
+        for hook in list(self._hooks("load_state_dict_post").values()):
+            hook(self)
 
     def _apply_state_dict(self, state_dict: dict[str, Any]) -> None:
         if isinstance(self.inner, DerivedOptimizer):
