@@ -7,24 +7,25 @@ import pytest
 import torch
 from torch import nn
 
+from kexue.nn.crf import CRF
 from kexue.optim import (LayerAdaptation, PiecewiseLinearLR, PiecewiseLinearScheduler, WeightDecay, extend_with,
                          param_groups_by_name)
 
 
 class Tagger(nn.Module):
-    """Encoder + a CRF-like head (`crf.trans`), as a bert4keras NER port."""
+    """Encoder + kexue's CRF (bert4keras's ConditionalRandomField: transitions only), as a bert4keras NER port."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
         self.dense = nn.Linear(4, 5)
         self.LayerNorm = nn.LayerNorm(5)
-        self.crf = nn.Module()
-        self.crf.trans = nn.Parameter(torch.randn(5, 5))
+        self.crf = CRF(5, include_start_end=False)
 
-    def forward(self, x):
-        h = self.LayerNorm(self.dense(x))
-        return (h @ self.crf.trans).square().mean()
+    def forward(self, x):                                          # x [6, 4] -> loss
+        emissions = self.LayerNorm(self.dense(x)).view(2, 3, 5)   # [B=2, n=3, tags=5]
+        tags = torch.tensor([[0, 1, 2], [3, 4, 0]])
+        return self.crf(emissions, tags).mean()
 
 
 def step(model, opt, n=1, sched=None):
@@ -46,14 +47,14 @@ def test_lr_multiplier_group_is_base_lr_times_multiplier():
     model = Tagger()
     groups = param_groups_by_name(model, {r"^crf\.": {"lr_multiplier": 100}}, lr=1e-3)
     opt = torch.optim.SGD(groups, lr=1e-3)
-    assert lr_of(opt, model, "crf.trans") == pytest.approx(0.1) and lr_of(opt, model, "dense.weight") == 1e-3
+    assert lr_of(opt, model, "crf.transitions") == pytest.approx(0.1) and lr_of(opt, model, "dense.weight") == 1e-3
     # SGD: the CRF moves 100x as far as with the base lr (closed form Δ = −lr·g)
     ref = Tagger()
     ref_opt = torch.optim.SGD(ref.parameters(), lr=1e-3)
     step(model, opt)
     step(ref, ref_opt)
-    t0 = Tagger().crf.trans
-    assert torch.allclose(model.crf.trans - t0, 100 * (ref.crf.trans - t0), rtol=1e-5, atol=1e-7)
+    t0 = Tagger().crf.transitions
+    assert torch.allclose(model.crf.transitions - t0, 100 * (ref.crf.transitions - t0), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("schedule", ["lambda", "cosine", "step", "piecewise_scheduler", "piecewise_wrapper"])
@@ -73,11 +74,11 @@ def test_schedules_keep_the_lr_ratio(schedule):
     else:
         opt = PiecewiseLinearLR(opt, {0: 0.2, 2: 1.0, 6: 0.1})
         seen = []
-        opt.inner.register_step_pre_hook(lambda o, a, k: seen.append(lr_of(o, model, "crf.trans")
+        opt.inner.register_step_pre_hook(lambda o, a, k: seen.append(lr_of(o, model, "crf.transitions")
                                                                      / lr_of(o, model, "dense.weight")))
     for _ in range(4):
         step(model, opt, sched=sched)
-        assert lr_of(opt, model, "crf.trans") / lr_of(opt, model, "dense.weight") == pytest.approx(100, rel=1e-12)
+        assert lr_of(opt, model, "crf.transitions") / lr_of(opt, model, "dense.weight") == pytest.approx(100, rel=1e-12)
     if schedule == "piecewise_wrapper":
         assert seen == pytest.approx([100] * 4, rel=1e-12)                      # inside the scheduled step
 
@@ -109,7 +110,7 @@ def test_exclude_from_weight_decay_is_an_alias_of_the_kexue_groups():
     oa = AdamW(a.named_parameters(), lr=1e-2, weight_decay_rate=0.1, exclude_from_weight_decay=EXCLUDE)
     ob = kexue_way(b)
     rates = {n: g["weight_decay_rate"] for g in oa.param_groups for n in g["param_names"]}
-    assert rates == {"dense.weight": 0.1, "crf.trans": 0.1, "dense.bias": 0.0, "LayerNorm.weight": 0.0,
+    assert rates == {"dense.weight": 0.1, "crf.transitions": 0.1, "dense.bias": 0.0, "LayerNorm.weight": 0.0,
                      "LayerNorm.bias": 0.0}
     step(a, oa, 5)
     step(b, ob, 5)
@@ -119,13 +120,13 @@ def test_exclude_from_weight_decay_is_an_alias_of_the_kexue_groups():
 def test_exclude_from_weight_decay_keeps_groups_and_layer_adaptation_alias():
     Lamb = extend_with(torch.optim.Adam, "weight_decay", "layer_adaptation")
     model = Tagger()
-    groups = [{"params": [("crf.trans", model.crf.trans)], "lr": 0.5},
+    groups = [{"params": [("crf.transitions", model.crf.transitions)], "lr": 0.5},
               {"params": [(n, p) for n, p in model.named_parameters() if not n.startswith("crf")]}]
     opt = Lamb(groups, lr=1e-2, weight_decay_rate=0.1, exclude_from_weight_decay=EXCLUDE,
                exclude_from_layer_adaptation=["LayerNorm"])
     got = {n: (g["lr"], g["weight_decay_rate"], g["layer_adaptation"]) for g in opt.param_groups
            for n in g["param_names"]}
-    assert got == {"crf.trans": (0.5, 0.1, True), "dense.weight": (1e-2, 0.1, True),
+    assert got == {"crf.transitions": (0.5, 0.1, True), "dense.weight": (1e-2, 0.1, True),
                    "dense.bias": (1e-2, 0.0, True), "LayerNorm.weight": (1e-2, 0.0, False),
                    "LayerNorm.bias": (1e-2, 0.0, False)}
 
