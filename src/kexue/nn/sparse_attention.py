@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from kexue._validate import check_bool, check_choice, check_float, check_int
 from kexue.ops import masked_softmax
-from .attention import MultiHeadAttention, mask_to_bias
+from .attention import MultiHeadAttention
 
 __all__ = ["sparse_attention_mask", "allowed_pairs", "sparse_attention",
            "SparseSelfAttention", "AtrousSelfAttention", "LocalSelfAttention", "StridedSelfAttention"]
@@ -343,11 +343,15 @@ class SparseSelfAttention(MultiHeadAttention):
             raise ValueError(f"x must be [B, n, hidden_size={self.embed_dim}], got shape {tuple(x.shape)}")
         B, n, _ = x.shape
         if padding_mask is not None and tuple(padding_mask.shape) != (B, n):
-            raise ValueError(f"key_padding_mask must have shape [B, n_k] = {(B, n)}, got "
+            raise ValueError(f"padding_mask must have shape [B, n] = {(B, n)} (that of x), got "
                              f"{tuple(padding_mask.shape)}")
         keep = None if padding_mask is None else padding_mask.bool()              # [B, n]
-        bias = None if keep is None else mask_to_bias(keep[:, None, None, :], x.dtype)   # [B, 1, 1, n]
-        out, _ = super().forward(x, attn_bias=bias)                               # [B, n, H*dv]
+        q, k, v = self.project(x)                                                 # [B, H, n, dk|dv]
+        p = self.dropout if self.training else 0.0
+        # a bool key-only mask keeps the kernel on its blocked path without reading the mask back
+        out = self.kernel(q, k, v, attn_mask=None if keep is None else keep[:, None, None, :], dropout_p=p,
+                          scale=self.scale)                                       # [B, H, n, dv]
+        out = self.merge(out)                                                     # [B, n, H*dv]
         if keep is not None:
             out = out * keep[..., None].to(out.dtype)
         if not return_weights:
@@ -356,7 +360,6 @@ class SparseSelfAttention(MultiHeadAttention):
                    torch.zeros(0, 0, dtype=torch.bool, device=x.device))  # [n, n]
         if keep is not None:
             allowed = allowed & keep[:, None, None, :]                            # [B, 1, n, n]
-        q, k, _ = self.project(x)
         scores = q @ k.transpose(-1, -2) * self.scale                             # [B, H, n, n]
         return out, masked_softmax(scores, allowed.expand_as(scores))
 
