@@ -76,3 +76,24 @@ def test_compiled_bert_equals_eager_and_still_checks_values(backend):
     with pytest.raises(ValueError, match=r"input_ids contain ids in \[0, 50\], outside the vocabulary"):
         model(bad, attention_mask=mask)
     torch._dynamo.reset()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("model_type, extra, application", [
+    ("roberta", {"pad_token_id": 1}, "encoder"), ("albert", {"embedding_size": 16}, "encoder"),
+    ("roformer", {}, "encoder"), ("nezha", {}, "encoder"), ("bert", {}, "unilm"), ("gpt2", None, "lm")])
+def test_other_families_forward_has_no_graph_breaks(model_type, extra, application):
+    """The same holds for every family's padded forward (RoBERTa's counted positions, ALBERT's shared blocks,
+    rotary and NEZHA's relative positions, the UniLM mask, GPT-2's causal mask)."""
+    if extra is None:
+        cfg = dict(model_type="gpt2", vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    else:
+        cfg = {**CFG, "model_type": model_type, **extra}
+    model = kexue.build_transformer_model(config=cfg, application=application).eval()
+    ids, mask = _padded_batch()
+    kw = {"attention_mask": mask}
+    if application == "unilm":
+        kw["segment_ids"] = (torch.arange(10) >= 5).long().expand(3, 10)
+    with torch.no_grad():
+        assert _breaks(model, ids.clamp_min(2), **kw) == (0, [])
+    torch._dynamo.reset()
