@@ -252,3 +252,19 @@ def test_state_dict_hooks_run_on_wrappers(name):
     opt.load_state_dict(sd)
     assert calls == ["pre", "first", "loaded", "first"]
     assert opt.param_groups is opt.inner.param_groups
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_copy_after_a_scheduler_patched_step_steps_the_copy(kit, how):
+    """A torch LR scheduler wraps `optimizer.step` on the instance (bound to the original through a weakref):
+    a copied wrapper must step its own weights, not the original's (and pickle at all)."""
+    model = kit.mlp()
+    opt = WeightDecay(torch.optim.SGD(model.parameters(), lr=0.1), 0.1)
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    model2, opt2 = pickle.loads(pickle.dumps((model, opt))) if how == "pickle" else copy.deepcopy((model, opt))
+    before, before2 = kit.snapshot(model), kit.snapshot(model2)
+    x, y = kit.batches(1)[0]
+    kit.loss(model2, x, y).backward()
+    opt2.step()
+    assert all(torch.equal(a, b) for a, b in zip(kit.snapshot(model), before))          # original untouched
+    assert all(not torch.equal(a, b) for a, b in zip(kit.snapshot(model2), before2))

@@ -221,9 +221,11 @@ class DerivedOptimizer(Optimizer):
         self.inner.zero_grad(set_to_none=set_to_none)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Everything but the hooks (a torch optimizer drops them too)."""
+        """Everything but the hooks (a torch optimizer drops them too) and methods patched on the instance (a
+        torch LR scheduler wraps `step`, bound to this very object: a copy must step itself)."""
+        cls = type(self)
         return {k: v for k, v in self.__dict__.items()
-                if k not in self._torch_bookkeeping and k != "_kexue_state_dict_hooks"}
+                if k not in self._torch_bookkeeping and k != "_kexue_state_dict_hooks" and not hasattr(cls, k)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         defaults = dict(state["defaults"])
