@@ -22,10 +22,16 @@ from tests.optim.test_wrappers import WRAPPERS, Net, batches, train
 OPTIM_DIR = Path(kexue.optim.__file__).parent
 
 
-def torch_private_names() -> set[str]:
-    """Private (single underscore) names of torch.optim.Optimizer: class attributes and those an instance sets."""
+def torch_private_names(with_scheduler: bool = True) -> set[str]:
+    """Private (single underscore) names of torch.optim.Optimizer: class attributes and those an instance sets;
+    `with_scheduler`: also those of LRScheduler and those it sets on the optimizer (`_opt_called`)."""
     instance = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     names = set(dir(torch.optim.Optimizer)) | set(vars(instance))
+    if with_scheduler:
+        sched = torch.optim.lr_scheduler.LambdaLR(instance, lambda t: 1.0)
+        instance.step()
+        sched.step()
+        names |= set(dir(torch.optim.lr_scheduler.LRScheduler)) | set(vars(sched)) | set(vars(instance))
     return {n for n in names if re.fullmatch(r"_[a-z]\w*", n) and not n.endswith("__")}
 
 
@@ -51,6 +57,14 @@ def test_the_private_name_list_is_not_empty():
 def test_no_private_torch_optim_attribute_is_used(path):
     hits = private_uses(path.read_text(), torch_private_names())
     assert not hits, f"{path.name} uses private torch.optim.Optimizer attributes: {hits}"
+
+
+def test_no_private_torch_optimizer_attribute_anywhere_in_kexue():
+    """The Optimizer's own private names (hooks, step patching) appear in no file of the package."""
+    private = torch_private_names(with_scheduler=False)
+    hits = {str(p.relative_to(OPTIM_DIR.parent)): h for p in sorted(OPTIM_DIR.parent.rglob("*.py"))
+            if (h := private_uses(p.read_text(), private))}
+    assert not hits, hits
 
 
 def test_optimizer_init_runs_on_every_wrapper():
