@@ -125,6 +125,7 @@ def test_scheduler_sees_and_can_drive_a_wrapper_hyperparameter(kit):
     after = kit.snapshot(model)
     assert all(torch.allclose(x, y * (1 - 0.05)) for x, y in zip(after[:2], before[:2]))
     assert all(torch.equal(x, y) for x, y in zip(after[2:], before[2:]))
+    assert [g["weight_decay_rate"] for g in opt.state_dict()["inner"]["param_groups"]] == [0.5, 0.0]
 
 
 def test_layer_adaptation_hyperparameters_are_per_group(kit):
