@@ -4,7 +4,7 @@ Evaluation helpers live in `kexue.metrics`, ODE solvers in `kexue.ode`, corpus s
 the names used across modules are listed in docs/naming.md."""
 from .attention import MultiHeadAttention, mask_to_bias
 from .capsule import squash, Capsule, capsule_lengths, margin_loss, EMRouting, em_m_step
-from .crf import CRF
+from .crf import CRF, ViterbiDecoder
 from .dgcnn import DilatedGatedConv1d, DGCNNBlock, DGCNN
 from .feedforward import FeedForward, activation
 from .kv_cache import KVCache
@@ -36,7 +36,7 @@ from .sparse_attention import (
 
 __all__ = [
     'MultiHeadAttention', 'mask_to_bias', 'squash', 'Capsule', 'capsule_lengths', 'margin_loss', 'EMRouting',
-    'em_m_step', 'CRF', 'DilatedGatedConv1d', 'DGCNNBlock', 'DGCNN', 'FeedForward', 'activation', 'KVCache',
+    'em_m_step', 'CRF', 'ViterbiDecoder', 'DilatedGatedConv1d', 'DGCNNBlock', 'DGCNN', 'FeedForward', 'activation', 'KVCache',
     'kl_std_normal', 'kl_diag_normals', 'ClassPrior', 'VAELoss', 'focal_loss', 'binary_focal_loss',
     'multilabel_categorical_crossentropy', 'masked_cross_entropy', 'CosineClassifier', 'margin_logits',
     'MarginSoftmaxLoss', 'AMSoftmaxLoss', 'ArcFaceLoss', 'nce_loss', 'NCELoss',
