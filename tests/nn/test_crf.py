@@ -242,3 +242,27 @@ def test_non_tensor_arguments_and_nan_scores_are_named():
     nodes[2, 1] = np.nan
     with pytest.raises(ValueError, match="nodes hold NaN"):
         ViterbiDecoder(crf.transitions.detach().numpy()).decode(nodes)
+
+
+def test_bert4keras_lr_multiplier_keyword_points_to_param_groups():
+    import re
+
+    import torch
+
+    from kexue.optim import param_groups_by_name
+    with pytest.raises(TypeError, match="param_groups_by_name") as info:
+        CRF(5, lr_multiplier=100)
+    pattern = re.search(r"\{r'(.*?)'", str(info.value)).group(1).replace("\\\\", "\\")
+
+    class Tagger(torch.nn.Module):                      # the advice, followed literally, scales the CRF's lr
+        def __init__(self):
+            super().__init__()
+            self.dense, self.crf = torch.nn.Linear(4, 5), CRF(5)
+    model = Tagger()
+    groups = param_groups_by_name(model, {pattern: {"lr_multiplier": 100}}, lr=1e-3)
+    opt = torch.optim.SGD(groups, lr=1e-3)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert all(lr_of[id(p)] == pytest.approx(0.1) for p in model.crf.parameters())
+    assert all(lr_of[id(p)] == pytest.approx(1e-3) for p in model.dense.parameters())
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['num_labels'\\]"):
+        CRF(5, num_labels=3)

@@ -82,8 +82,15 @@ class CRF(nn.Module):
     are integers in [0, num_tags). A batch of size 0 has loss 0 ("mean" and "sum"), never NaN.
     """
 
-    def __init__(self, num_tags: int, include_start_end: bool = True):
+    def __init__(self, num_tags: int, include_start_end: bool = True, **kwargs):
         super().__init__()
+        if "lr_multiplier" in kwargs:       # the bert4keras keyword: in torch the optimizer's param groups own the lr
+            raise TypeError(
+                f"CRF takes no lr_multiplier (got {kwargs['lr_multiplier']!r}): in PyTorch the learning rate "
+                "belongs to the optimizer's parameter groups; use kexue.optim.param_groups_by_name(model, "
+                "{r'crf\\.': {'lr_multiplier': 100}}, lr=base_lr) and pass the groups to the optimizer")
+        if kwargs:
+            raise TypeError(f"CRF got unexpected keyword arguments {sorted(kwargs)}")
         num_tags = check_int("num_tags", num_tags, 1)
         include_start_end = check_bool("include_start_end", include_start_end)
         self.num_tags = num_tags
