@@ -52,7 +52,7 @@ def test_bad_kernel_named(kernel, exc):
 
 def test_sparse_self_attention_is_the_attention_module_with_a_sparse_kernel():
     torch.manual_seed(0)
-    layer = SparseSelfAttention(16, 2, key_size=6, pattern="strided", rate=3).eval()
+    layer = SparseSelfAttention(16, 2, key_dim=6, pattern="strided", rate=3).eval()
     assert isinstance(layer, MultiHeadAttention)
     assert sorted(layer.state_dict()) == ["k.weight", "q.weight", "v.weight"]     # bias-free, no output projection
     x = _x(n=11)
@@ -66,7 +66,7 @@ def test_sparse_self_attention_is_the_attention_module_with_a_sparse_kernel():
     torch.testing.assert_close(layer(x, pad), ref, rtol=1e-5, atol=1e-5)
     # checkpoints saved with the old projection names still load
     old = {f"{p}_proj.weight": w for p, w in (("q", layer.q.weight), ("k", layer.k.weight), ("v", layer.v.weight))}
-    fresh = SparseSelfAttention(16, 2, key_size=6, pattern="strided", rate=3)
+    fresh = SparseSelfAttention(16, 2, key_dim=6, pattern="strided", rate=3)
     fresh.load_state_dict(old)
     torch.testing.assert_close(fresh(x, pad), ref, rtol=1e-5, atol=1e-5)
 

@@ -20,7 +20,7 @@ CASES = {
     "gaussian_head": (lambda: GaussianHead(4, 2)(torch.zeros(2, 5)), "h must"),
     "sparse_self_attention": (lambda: SparseSelfAttention(8, 2)(torch.zeros(2, 3, 6)), "x must"),
     "sparse_self_attention_mask": (lambda: SparseSelfAttention(8, 2)(torch.zeros(2, 3, 8), torch.ones(2, 4)),
-                                   "padding_mask"),
+                                   "attention_mask"),
 }
 
 

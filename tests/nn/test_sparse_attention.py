@@ -28,7 +28,7 @@ def test_blocked_equals_dense_oracle_values_and_grads(pattern, kw, n, causal):
     q, k, v = _qkv(2, 2, n, 8)
     pad = torch.ones(2, n, dtype=torch.bool)
     pad[1, max(1, n - 3):] = False                                    # second row padded
-    args = dict(pattern=pattern, causal=causal, key_padding_mask=pad, **kw)
+    args = dict(pattern=pattern, causal=causal, attention_mask=pad, **kw)
     dense = sparse_attention(q, k, v, impl="dense_mask", **args)
     blocked = sparse_attention(q, k, v, impl="blocked", **args)
     torch.testing.assert_close(blocked, dense, atol=1e-5, rtol=1e-5)
@@ -48,7 +48,7 @@ def test_long_block_path_with_left_padding_and_window_larger_than_block(chunk, m
     for pattern, kw in [("local", {"window": 70}), ("local", {"window": 5}), ("strided", {"rate": 13}),
                         ("atrous", {"rate": 8}), ("local", {"window": 9, "causal": True}),
                         ("local", {"window": 3, "dilation": 2})]:
-        args = dict(pattern=pattern, key_padding_mask=pad, **kw)
+        args = dict(pattern=pattern, attention_mask=pad, **kw)
         dense = sparse_attention(q, k, v, impl="dense_mask", **args)
         blocked = sparse_attention(q, k, v, impl="blocked", **args)
         torch.testing.assert_close(blocked, dense, atol=1e-5, rtol=1e-5)
@@ -145,7 +145,7 @@ def test_pluggable_kernel_signature_and_masks():
     pad = torch.ones(2, 600, dtype=torch.bool)
     pad[1, 500:] = False
     kernel = functools.partial(sparse_attention, pattern="local", window=3)
-    ref = sparse_attention(q, k, v, pattern="local", window=3, key_padding_mask=pad, impl="dense_mask")
+    ref = sparse_attention(q, k, v, pattern="local", window=3, attention_mask=pad, impl="dense_mask")
     torch.testing.assert_close(kernel(q, k, v, pad[:, None, None, :]), ref, atol=1e-5, rtol=1e-5)
     additive = torch.zeros(2, 1, 1, 600).masked_fill(~pad[:, None, None, :], torch.finfo(torch.float32).min)
     torch.testing.assert_close(kernel(q, k, v, additive), ref, atol=1e-5, rtol=1e-5)
@@ -169,16 +169,16 @@ def test_fully_masked_rows_are_zero_not_nan():
     q, k, v = _qkv(1, 1, 9, 4)
     pad = torch.zeros(1, 9, dtype=torch.bool)
     for impl in ("dense_mask", "blocked"):
-        out = sparse_attention(q, k, v, pattern="strided", rate=3, key_padding_mask=pad, impl=impl)
+        out = sparse_attention(q, k, v, pattern="strided", rate=3, attention_mask=pad, impl=impl)
         assert (out == 0).all()
         out.sum().backward()
         assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
-def test_return_weights_are_a_masked_distribution():
+def test_output_attentions_are_a_masked_distribution():
     m = SparseSelfAttention(8, 2, pattern="strided", rate=3)
     mask = torch.arange(10)[None] < torch.tensor([[10], [6]])
-    _, w = m(torch.randn(2, 10, 8), mask, return_weights=True)
+    _, w = m(torch.randn(2, 10, 8), mask, output_attentions=True)
     allowed = sparse_attention_mask(10, "strided", rate=3) & mask[:, None, None, :]
     assert (w[~allowed.expand_as(w)] == 0).all()
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 10))
@@ -194,8 +194,8 @@ def test_bad_arguments_raise_with_names():
         sparse_attention(q, k, v, impl="flex")
     with pytest.raises(TypeError, match="pattern="):
         sparse_attention(q, k, v, "local")
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        sparse_attention(q, k, v, key_padding_mask=torch.ones(1, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="attention_mask"):
+        sparse_attention(q, k, v, attention_mask=torch.ones(1, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="blocked"):
         sparse_attention(q, k, v, torch.ones(5, 5, dtype=torch.bool), impl="blocked")
     with pytest.raises(ValueError, match="seq_len"):
@@ -250,7 +250,7 @@ def test_empty_sequence_and_empty_batch_give_empty_outputs(impl, pattern, kw):
         assert out.shape == (B, 2, n, 4)
         out.sum().backward()
     layer = SparseSelfAttention(8, 2, pattern=pattern, impl=impl, **kw)
-    y, w = layer(torch.zeros(3, 0, 8), torch.zeros(3, 0, dtype=torch.bool), return_weights=True)
+    y, w = layer(torch.zeros(3, 0, 8), torch.zeros(3, 0, dtype=torch.bool), output_attentions=True)
     assert y.shape == (3, 0, 8) and w.shape == (3, 2, 0, 0)
 
 
@@ -259,8 +259,12 @@ def test_empty_sequence_and_empty_batch_give_empty_outputs(impl, pattern, kw):
     ({"hidden_size": 8, "num_heads": 0}, ValueError, "num_heads"),
     ({"hidden_size": 8, "num_heads": 3}, ValueError, "num_heads"),
     ({"hidden_size": 8.0, "num_heads": 2}, TypeError, "hidden_size"),
+    ({"hidden_size": 8, "num_heads": 2, "head_dim": 0}, ValueError, "head_dim"),
+    ({"hidden_size": 8, "num_heads": 2, "key_dim": -4}, ValueError, "key_dim"),
     ({"hidden_size": 8, "num_heads": 2, "head_size": 0}, ValueError, "head_size"),
     ({"hidden_size": 8, "num_heads": 2, "key_size": -4}, ValueError, "key_size"),
+    ({"hidden_size": 8, "num_heads": 2, "head_dim": 4, "head_size": 4}, TypeError, "head_dim.*head_size"),
+    ({"hidden_size": 8, "num_heads": 2, "key_dim": 4, "key_size": 4}, TypeError, "key_dim.*key_size"),
     ({"hidden_size": 8, "num_heads": 2, "attn_dropout": float("nan")}, ValueError, "attn_dropout"),
 ])
 def test_module_sizes_checked_by_name(kw, exc, name):
@@ -280,3 +284,32 @@ def test_score_shapes_are_recorded_per_call_not_in_module_state():
     sparse_attention(q, k, v, pattern="local", window=3, impl="dense_mask", score_shapes=dense)
     assert dense == [(1, 1, 600, 600)]
     assert local and max(s[-2] * s[-1] for s in local) < 600 * 600
+
+
+def test_bert4keras_head_size_and_key_size_are_aliases_of_head_dim_and_key_dim():
+    """docs/naming.md: head_dim / key_dim are the names; bert4keras's head_size / key_size are accepted and mean
+    the same thing (same weights, same output, same attributes)."""
+    torch.manual_seed(0)
+    canonical = SparseSelfAttention(16, 2, head_dim=4, key_dim=6, pattern="strided", rate=3).eval()
+    alias = SparseSelfAttention(16, 2, head_size=4, key_size=6, pattern="strided", rate=3).eval()
+    assert {k: v.shape for k, v in alias.state_dict().items()} == \
+        {k: v.shape for k, v in canonical.state_dict().items()}
+    alias.load_state_dict(canonical.state_dict())
+    x, mask = torch.randn(2, 9, 16), torch.arange(9)[None] < torch.tensor([[9], [5]])
+    torch.testing.assert_close(alias(x, attention_mask=mask), canonical(x, attention_mask=mask))
+    for layer in (alias, canonical):
+        assert (layer.head_dim, layer.key_dim, layer.head_size, layer.key_size) == (4, 6, 4, 6)
+        assert layer(x).shape == (2, 9, 2 * 4)
+    assert AtrousSelfAttention(16, 2, rate=2, head_size=3).head_dim == 3
+
+
+def test_module_attention_mask_is_one_for_real_tokens():
+    """attention_mask [B, n], 1 = real token (0/1 ints or bool): padded keys get no weight and padded outputs are 0,
+    the same as dropping the padding."""
+    torch.manual_seed(0)
+    layer = StridedSelfAttention(8, 2, rate=3).eval()
+    x = torch.randn(1, 7, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
+    out, w = layer(x, attention_mask=mask, output_attentions=True)
+    torch.testing.assert_close(out[:, :5], layer(x[:, :5]), atol=1e-6, rtol=1e-6)
+    assert (out[:, 5:] == 0).all() and (w[..., 5:] == 0).all()

@@ -103,4 +103,4 @@ def test_sparse_self_attention_is_the_module_with_zero_padding(hidden, heads, n,
     assert out.shape == (B, n, hidden)
     assert_finite(out)
     assert (out[~keep] == 0).all()
-    assert math.isclose(layer.scale, layer.key_size ** -0.5)
+    assert math.isclose(layer.scale, layer.key_dim ** -0.5)

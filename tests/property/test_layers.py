@@ -124,7 +124,7 @@ def test_sparse_attention(pattern, rate, window, dilation, B, H, n, causal, impl
         kp[0, n // 2:] = False
     out = outcome(valid, ["pattern", "rate", "window", "dilation"],
                   lambda: sparse_attention(q, k, v, pattern=pattern, rate=rate, window=window, dilation=dilation,
-                                           causal=causal, impl=impl, key_padding_mask=kp))
+                                           causal=causal, impl=impl, attention_mask=kp))
     if out is not None:
         assert out.shape == (B, H, n, 4)
         assert_finite(out)

@@ -224,7 +224,7 @@ def _blocked(q, k, v, valid, pattern, rate, window, dilation, causal, dropout_p,
     return (wa * out_a + wl * out_l) / (wa + wl).clamp_min(torch.finfo(q.dtype).tiny)
 
 
-def _key_validity(attn_mask: Tensor | None, key_padding_mask: Tensor | None, B: int, nk: int):
+def _key_validity(attn_mask: Tensor | None, attention_mask: Tensor | None, B: int, nk: int):
     """Split an SDPA-style attn_mask into key validity [Bv, 1, nk] (when it only depends on the key) and a
     remaining mask / additive bias broadcastable to [B, H, n_q, n_k]."""
     valid, rest = None, None
@@ -238,18 +238,18 @@ def _key_validity(attn_mask: Tensor | None, key_padding_mask: Tensor | None, B: 
             valid = m.reshape(m.shape[0] if m.dim() == 4 else 1, 1, nk)
         else:
             rest = m
-    if key_padding_mask is not None:
-        if key_padding_mask.shape != (B, nk):
-            raise ValueError(f"key_padding_mask must have shape [B, n_k] = {(B, nk)}, got "
-                             f"{tuple(key_padding_mask.shape)}")
-        kp = key_padding_mask.bool()[:, None, :]                              # [B, 1, nk]
+    if attention_mask is not None:
+        if attention_mask.shape != (B, nk):
+            raise ValueError(f"attention_mask must have shape [B, n_k] = {(B, nk)} (1 = real token), got "
+                             f"{tuple(attention_mask.shape)}")
+        kp = attention_mask.bool()[:, None, :]                                # [B, 1, nk]
         valid = kp if valid is None else valid & kp
     return valid, rest
 
 
 def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, *,
                      pattern: str = "strided", rate: int = 2, window: int = 1, dilation: int = 1,
-                     causal: bool = False, key_padding_mask: Tensor | None = None, impl: str = "auto",
+                     causal: bool = False, attention_mask: Tensor | None = None, impl: str = "auto",
                      dropout_p: float = 0.0, scale: float | None = None,
                      score_shapes: list[tuple[int, ...]] | None = None) -> Tensor:
     """Sparse attention on q, k [B, H, n, D], v [B, H, n, Dv] -> [B, H, n_q, Dv] (https://kexue.fm/archives/6853).
@@ -257,7 +257,8 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     Drop-in attention kernel `fn(q, k, v, attn_mask=None)`: configure with functools.partial(pattern=...).
     attn_mask follows SDPA (bool True = allowed, or additive float, broadcastable to [B, H, n_q, n_k]);
     a key-only mask ([B, 1, 1, n_k]) keeps the blocked path, any other mask falls back to the dense oracle.
-    key_padding_mask [B, n_k]: True = real token. n_q < n_k means the queries are the last n_q positions
+    attention_mask [B, n_k]: the padding mask, 1 / True = real token (kexue's name, docs/naming.md; not torch's
+    key_padding_mask, whose True means padding). n_q < n_k means the queries are the last n_q positions
     (incremental decoding). Rows with no allowed key give 0. A rate / window / dilation past the sequence
     is clipped to it (same pairs, no O(window) memory); n = 0 or B = 0 give an empty output.
     score_shapes: a list that every kernel call appends the shape of its score tensor to ([..., L_q, L_k]; the
@@ -278,7 +279,7 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
                          "B, H, k/v lengths, q/k head dims, and n_q <= n_k")
     scale = D ** -0.5 if scale is None else check_float("scale", scale)
     rate, window, dilation = _clip_sizes(nk, pattern, rate, window, dilation)
-    valid, rest = _key_validity(attn_mask, key_padding_mask, B, nk)
+    valid, rest = _key_validity(attn_mask, attention_mask, B, nk)
     if q.numel() == 0 or k.numel() == 0 or v.numel() == 0:           # n = 0, B = 0, H = 0 or D = 0
         return (q @ k.transpose(-1, -2)) @ v                                 # empty [B, H, n_q, Dv], with a graph
     blockable = rest is None and nq == nk
@@ -310,42 +311,54 @@ class SparseSelfAttention(MultiHeadAttention):
     MultiHeadAttention with `sparse_attention` as its kernel.
 
     As in the reference: bias-free Q/K/V projections, no output projection (output width
-    num_heads * head_size), scores scaled by 1/sqrt(key_size), outputs at padded positions set to 0.
+    num_heads * head_dim), scores scaled by 1/sqrt(key_dim), outputs at padded positions set to 0.
     Weights are `q`, `k`, `v` (checkpoints with the former `q_proj`, `k_proj`, `v_proj` names load too).
+
+    Args (docs/naming.md): head_dim (default hidden_size // num_heads) and key_dim (per-head width of queries
+    and keys, default head_dim). bert4keras's names `head_size` and `key_size` are accepted as keyword aliases
+    of head_dim and key_dim (and readable as attributes); giving both names of one size is a TypeError.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, head_size: int | None = None,
-                 key_size: int | None = None, pattern: str = "strided", rate: int = 2, window: int = 1,
+    def __init__(self, hidden_size: int, num_heads: int, head_dim: int | None = None,
+                 key_dim: int | None = None, pattern: str = "strided", rate: int = 2, window: int = 1,
                  dilation: int = 1, causal: bool = False, bias: bool = False, attn_dropout: float = 0.0,
-                 impl: str = "auto"):
+                 impl: str = "auto", *, head_size: int | None = None, key_size: int | None = None):
+        head_dim = _alias("head_dim", head_dim, "head_size", head_size)
+        key_dim = _alias("key_dim", key_dim, "key_size", key_size)
         _check_pattern(pattern, rate, window, dilation)
         check_choice("impl", impl, IMPLS)
         hidden_size, num_heads = check_int("hidden_size", hidden_size, 1), check_int("num_heads", num_heads, 1)
-        head_size = None if head_size is None else check_int("head_size", head_size, 1)
-        key_size = None if key_size is None else check_int("key_size", key_size, 1)
-        if head_size is None and hidden_size % num_heads:
-            raise ValueError(f"num_heads must divide hidden_size={hidden_size} when head_size is None, "
+        if head_dim is None and hidden_size % num_heads:
+            raise ValueError(f"num_heads must divide hidden_size={hidden_size} when head_dim is None, "
                              f"got num_heads={num_heads}")
         attn_dropout = check_float("attn_dropout", attn_dropout, 0.0, 1.0, high_open=True)
         causal, bias = check_bool("causal", causal), check_bool("bias", bias)
-        head_size = head_size or hidden_size // num_heads
-        key_size = key_size or head_size
         kw = dict(pattern=pattern, rate=rate, window=window, dilation=dilation, causal=causal)
-        super().__init__(hidden_size, num_heads, head_size, bias=bias, dropout=attn_dropout, key_dim=key_size,
+        super().__init__(hidden_size, num_heads, head_dim, bias=bias, dropout=attn_dropout, key_dim=key_dim,
                          out_proj=False, kernel=functools.partial(sparse_attention, impl=impl, **kw))
-        self.head_size, self.key_size = head_size, key_size           # bert4keras names of head_dim, key_dim
         self.kw, self.attn_dropout, self.impl = kw, attn_dropout, impl
         self._register_load_state_dict_pre_hook(_rename_old_projections, with_module=True)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None, return_weights: bool = False):
-        """x [B, n, hidden], padding_mask [B, n] (True = real) -> [B, n, H*head_size] (, weights [B, H, n, n])."""
+    @property
+    def head_size(self) -> int:
+        """bert4keras's name of `head_dim`."""
+        return self.head_dim
+
+    @property
+    def key_size(self) -> int:
+        """bert4keras's name of `key_dim`."""
+        return self.key_dim
+
+    def forward(self, x: Tensor, attention_mask: Tensor | None = None, output_attentions: bool = False):
+        """x [B, n, hidden_size], attention_mask [B, n] (1 = real token) -> [B, n, H*head_dim]
+        (, weights [B, H, n, n] when output_attentions)."""
         if x.dim() != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"x must be [B, n, hidden_size={self.embed_dim}], got shape {tuple(x.shape)}")
         B, n, _ = x.shape
-        if padding_mask is not None and tuple(padding_mask.shape) != (B, n):
-            raise ValueError(f"padding_mask must have shape [B, n] = {(B, n)} (that of x), got "
-                             f"{tuple(padding_mask.shape)}")
-        keep = None if padding_mask is None else padding_mask.bool()              # [B, n]
+        if attention_mask is not None and tuple(attention_mask.shape) != (B, n):
+            raise ValueError(f"attention_mask must have shape [B, n] = {(B, n)} (that of x), got "
+                             f"{tuple(attention_mask.shape)}")
+        keep = None if attention_mask is None else attention_mask.bool()          # [B, n]
         q, k, v = self.project(x)                                                 # [B, H, n, dk|dv]
         p = self.dropout if self.training else 0.0
         # a bool key-only mask keeps the kernel on its blocked path without reading the mask back
@@ -354,7 +367,7 @@ class SparseSelfAttention(MultiHeadAttention):
         out = self.merge(out)                                                     # [B, n, H*dv]
         if keep is not None:
             out = out * keep[..., None].to(out.dtype)
-        if not return_weights:
+        if not output_attentions:
             return out
         allowed = (sparse_attention_mask(n, device=x.device, **self.kw) if n else
                    torch.zeros(0, 0, dtype=torch.bool, device=x.device))  # [n, n]
@@ -362,6 +375,16 @@ class SparseSelfAttention(MultiHeadAttention):
             allowed = allowed & keep[:, None, None, :]                            # [B, 1, n, n]
         scores = q @ k.transpose(-1, -2) * self.scale                             # [B, H, n, n]
         return out, masked_softmax(scores, allowed.expand_as(scores))
+
+
+def _alias(name: str, value: int | None, alias: str, alias_value: int | None) -> int | None:
+    """One size under its kexue name or its bert4keras alias (docs/naming.md), checked under the name given."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"{name}={value!r} and {alias}={alias_value!r} both given; {alias} is bert4keras's name of "
+                        f"{name}: pass one of them")
+    if alias_value is not None:
+        return check_int(alias, alias_value, 1)
+    return None if value is None else check_int(name, value, 1)
 
 
 def _rename_old_projections(module, state_dict, prefix, *args) -> None:
