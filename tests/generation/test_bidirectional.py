@@ -25,7 +25,7 @@ def test_make_r2l_targets_reverse_before_padding():
 
 def _model(**kw):
     torch.manual_seed(0)
-    return BidirectionalDecoderSeq2Seq(12, emb_dim=16, hidden=16, heads=2, head_size=8, **kw).eval()
+    return BidirectionalDecoderSeq2Seq(12, embedding_size=16, hidden_size=16, num_heads=2, head_dim=8, **kw).eval()
 
 
 def test_cross_direction_causality_and_interaction_off():
@@ -138,7 +138,8 @@ def test_learns_sort_unique_task():
     2-core machine without AVX-512 gave 0.875 on the first 40 of them). Untrained models score 0 to 0.0125."""
     rng = random.Random(0)
     torch.manual_seed(0)
-    m = BidirectionalDecoderSeq2Seq(11, emb_dim=32, hidden=32, enc_layers=1, dec_layers=1, heads=4, head_size=8)
+    m = BidirectionalDecoderSeq2Seq(11, embedding_size=32, hidden_size=32, enc_layers=1, dec_layers=1, num_heads=4,
+                                    head_dim=8)
     opt = torch.optim.Adam(m.parameters(), 1e-2)
     losses = []
     for step in range(120):

@@ -9,7 +9,8 @@ from kexue.models.seq2seq_bidirectional import BidirectionalDecoderSeq2Seq
 @pytest.fixture()
 def model():
     torch.manual_seed(0)
-    return BidirectionalDecoderSeq2Seq(20, emb_dim=8, hidden=8, enc_layers=1, dec_layers=1, heads=2, head_size=4)
+    return BidirectionalDecoderSeq2Seq(20, embedding_size=8, hidden_size=8, enc_layers=1, dec_layers=1, num_heads=2,
+                                       head_dim=4)
 
 
 SRC = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])

@@ -73,7 +73,7 @@ def test_sparse_self_attention_is_the_attention_module_with_a_sparse_kernel():
 
 def test_cross_direction_attention_is_the_attention_module():
     torch.manual_seed(0)
-    att = CrossDirectionAttention(16, num_heads=2, head_size=4)
+    att = CrossDirectionAttention(16, num_heads=2, head_dim=4)
     assert isinstance(att, MultiHeadAttention) and att.o is None
     a, b = _x(n=5), _x(n=5, seed=1)
     other = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])

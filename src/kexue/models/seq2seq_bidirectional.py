@@ -4,7 +4,7 @@ bojone/seq2seq `seq2seq_bidecoder.py` in PyTorch: a shared embedding, a BiLSTM e
 conditions every LayerNorm (conditional LN), two LSTM decoders (left-to-right and right-to-left), a causal
 "interaction" attention from each decoder to the other (step t sees the partner's steps 0..t), a source
 attention, a classifier shared by both directions and an optional copy prior from the source bag of words.
-Legend: B batch, S source length, T target steps, H hidden, V vocabulary.
+Legend: B batch, S source length, T target steps, C hidden_size, E embedding_size, V vocabulary.
 """
 from __future__ import annotations
 
@@ -28,21 +28,21 @@ class CrossDirectionAttention(MultiHeadAttention):
     (https://kexue.fm/archives/6877); `causal=False` gives the plain source attention. The shared
     MultiHeadAttention (its projections `q`, `k`, `v` and head split) without an output projection."""
 
-    def __init__(self, hidden: int, num_heads: int = 8, head_size: int = 16, bias: bool = False,
+    def __init__(self, hidden_size: int, num_heads: int = 8, head_dim: int = 16, bias: bool = False,
                  causal: bool = True):
-        super().__init__(hidden, num_heads, head_size, bias=bias, out_proj=False)
-        self.head_size, self.causal = head_size, causal
+        super().__init__(hidden_size, num_heads, head_dim, bias=bias, out_proj=False)
+        self.causal = causal
 
-    def forward(self, h_self: Tensor, h_other: Tensor, other_mask: Tensor | None = None) -> Tensor:
-        """h_self [B, T, H], h_other [B, T', H], other_mask [B, T'] (1 = real) -> [B, T, heads*head_size].
-        A step that may see no partner step (all padding) gets zeros."""
+    def forward(self, h_self: Tensor, h_other: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """h_self [B, T, C], h_other [B, T', C], attention_mask [B, T'] of h_other (1 = real token)
+        -> [B, T, num_heads*head_dim]. A step that may see no partner step (all padding) gets zeros."""
         B, T, _ = h_self.shape
         Tk = h_other.shape[1]
         allowed = torch.ones(B, 1, T, Tk, dtype=torch.bool, device=h_self.device)
         if self.causal:
             allowed = allowed & torch.ones(T, Tk, dtype=torch.bool, device=h_self.device).tril()
-        if other_mask is not None:
-            allowed = allowed & other_mask.bool()[:, None, None, :]                        # [B, 1, T, T']
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.bool()[:, None, None, :]                        # [B, 1, T, T']
         out, _ = super().forward(h_self, context=h_other, attn_bias=mask_to_bias(allowed, h_self.dtype),
                                  empty_rows=~allowed.any(-1, keepdim=True))
         return out                                                                         # [B, T, h*d]
@@ -51,14 +51,14 @@ class CrossDirectionAttention(MultiHeadAttention):
 class _Decoder(nn.Module):
     """embedding -> CLN -> (LSTM -> CLN) x layers, one direction."""
 
-    def __init__(self, emb_dim: int, hidden: int, layers: int, cond_dim: int):
+    def __init__(self, embedding_size: int, hidden_size: int, layers: int, cond_size: int):
         super().__init__()
-        self.norms = nn.ModuleList([ConditionalLayerNorm(emb_dim, cond_dim, eps=1e-5)] +
-                                   [ConditionalLayerNorm(hidden, cond_dim, eps=1e-5) for _ in range(layers)])
-        self.lstms = nn.ModuleList([nn.LSTM(emb_dim if i == 0 else hidden, hidden, batch_first=True)
+        self.norms = nn.ModuleList([ConditionalLayerNorm(embedding_size, cond_size, eps=1e-5)] +
+                                   [ConditionalLayerNorm(hidden_size, cond_size, eps=1e-5) for _ in range(layers)])
+        self.lstms = nn.ModuleList([nn.LSTM(embedding_size if i == 0 else hidden_size, hidden_size, batch_first=True)
                                     for i in range(layers)])
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:                    # [B, T, E] -> [B, T, H]
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:                    # [B, T, E] -> [B, T, C]
         x = self.norms[0](x, cond)
         for lstm, norm in zip(self.lstms, self.norms[1:]):
             x = norm(lstm(x)[0], cond)
@@ -68,9 +68,9 @@ class _Decoder(nn.Module):
 @dataclass
 class EncoderState:
     """Everything the decoders need from the source; rows can be gathered for beams."""
-    hidden: Tensor      # [B, S, H]
+    hidden: Tensor      # [B, S, C]
     mask: Tensor        # [B, S] bool
-    cond: Tensor        # [B, H] masked max-pool
+    cond: Tensor        # [B, C] masked max-pool
     prior: Tensor | None  # [B, V] copy-prior logits
 
     def index_select(self, index: Tensor) -> "EncoderState":
@@ -87,32 +87,35 @@ class Seq2SeqOutput:
 
 class BidirectionalDecoderSeq2Seq(nn.Module):
     """Encoder + synchronous L2R/R2L decoders with cross-direction attention (https://kexue.fm/archives/6877).
-    Targets: L2R `[BOS] y [EOS]`, R2L the same list reversed before padding (`make_r2l_targets`)."""
+    Targets: L2R `[BOS] y [EOS]`, R2L the same list reversed before padding (`make_r2l_targets`).
+    Sizes use the docs/naming.md names: embedding_size (token vectors), hidden_size (LSTM states, even: the
+    encoder is bidirectional), num_heads and head_dim of the two attentions."""
 
-    def __init__(self, vocab_size: int, emb_dim: int = 128, hidden: int = 128, enc_layers: int = 2,
-                 dec_layers: int = 2, heads: int = 8, head_size: int = 16, copy_prior: bool = True,
+    def __init__(self, vocab_size: int, embedding_size: int = 128, hidden_size: int = 128, enc_layers: int = 2,
+                 dec_layers: int = 2, num_heads: int = 8, head_dim: int = 16, copy_prior: bool = True,
                  share_classifier: bool = True, pad_id: int = 0, interaction: bool = True):
         super().__init__()
-        for name, v in (("vocab_size", vocab_size), ("emb_dim", emb_dim), ("enc_layers", enc_layers),
-                        ("dec_layers", dec_layers), ("heads", heads), ("head_size", head_size)):
+        for name, v in (("vocab_size", vocab_size), ("embedding_size", embedding_size), ("enc_layers", enc_layers),
+                        ("dec_layers", dec_layers), ("num_heads", num_heads), ("head_dim", head_dim)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if not isinstance(hidden, int) or hidden < 2 or hidden % 2:
-            raise ValueError(f"hidden must be an even int >= 2 (two LSTM directions), got {hidden!r}")
+        if not isinstance(hidden_size, int) or hidden_size < 2 or hidden_size % 2:
+            raise ValueError(f"hidden_size must be an even int >= 2 (two LSTM directions), got {hidden_size!r}")
         check_int("pad_id", pad_id, 0, vocab_size - 1)
         self.vocab_size, self.pad_id, self.interaction = vocab_size, pad_id, interaction
-        self.embedding = nn.Embedding(vocab_size, emb_dim)
-        self.enc_norms = nn.ModuleList([nn.LayerNorm(emb_dim if i == 0 else hidden) for i in range(enc_layers)])
-        self.enc_lstms = nn.ModuleList([nn.LSTM(emb_dim if i == 0 else hidden, hidden // 2, batch_first=True,
+        C = hidden_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.enc_norms = nn.ModuleList([nn.LayerNorm(embedding_size if i == 0 else C) for i in range(enc_layers)])
+        self.enc_lstms = nn.ModuleList([nn.LSTM(embedding_size if i == 0 else C, C // 2, batch_first=True,
                                                 bidirectional=True) for i in range(enc_layers)])
-        self.decoders = nn.ModuleList([_Decoder(emb_dim, hidden, dec_layers, hidden) for _ in range(2)])
-        inner = heads * head_size
-        self.interact = nn.ModuleList([CrossDirectionAttention(hidden, heads, head_size) for _ in range(2)])
-        self.retrieve = nn.ModuleList([CrossDirectionAttention(hidden, heads, head_size, causal=False)
+        self.decoders = nn.ModuleList([_Decoder(embedding_size, C, dec_layers, C) for _ in range(2)])
+        inner = num_heads * head_dim
+        self.interact = nn.ModuleList([CrossDirectionAttention(C, num_heads, head_dim) for _ in range(2)])
+        self.retrieve = nn.ModuleList([CrossDirectionAttention(C, num_heads, head_dim, causal=False)
                                        for _ in range(2)])
-        self.project = nn.ModuleList([nn.Linear(hidden + 2 * inner, hidden) for _ in range(2)])
+        self.project = nn.ModuleList([nn.Linear(C + 2 * inner, C) for _ in range(2)])
         n_cls = 1 if share_classifier else 2
-        self.classifiers = nn.ModuleList([nn.Linear(hidden, vocab_size) for _ in range(n_cls)])
+        self.classifiers = nn.ModuleList([nn.Linear(C, vocab_size) for _ in range(n_cls)])
         if copy_prior:      # ScaleShift(b) = exp(s) * b + c on the source bag of words
             self.prior_scale = nn.Parameter(torch.zeros(vocab_size))
             self.prior_shift = nn.Parameter(torch.zeros(vocab_size))
@@ -129,8 +132,8 @@ class BidirectionalDecoderSeq2Seq(nn.Module):
         mask = (src != self.pad_id) if src_mask is None else src_mask.bool()
         x = self.embedding(src)                                                           # [B, S, E]
         for norm, lstm in zip(self.enc_norms, self.enc_lstms):
-            x = lstm(norm(x))[0] * mask[..., None]                                        # [B, S, H]
-        cond = masked_max(x, mask, dim=1)                                                 # [B, H]
+            x = lstm(norm(x))[0] * mask[..., None]                                        # [B, S, C]
+        cond = masked_max(x, mask, dim=1)                                                 # [B, C]
         prior = None
         if self.copy_prior:
             bow = torch.zeros(src.shape[0], self.vocab_size, device=src.device)
