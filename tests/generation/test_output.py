@@ -172,7 +172,7 @@ def test_the_cache_generate_leaves_can_be_set_up_again_outside_inference_mode(gp
     inference tensors (an in-place update on them would raise)."""
     generate(gpt2, torch.tensor([[1, 2]]), max_new_tokens=2)
     cache = gpt2.setup_caches(1, 3)
-    assert not cache.k.is_inference()
+    assert not cache.keys(0).is_inference()
     with torch.no_grad():
         gpt2(torch.tensor([[1, 2]]), cache=cache)
     assert cache.length == 2

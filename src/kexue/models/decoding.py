@@ -108,15 +108,15 @@ class CachedDecodingMixin:
     def cache_nbytes(self, batch_size: int, max_len: int) -> int:
         """Bytes `setup_caches(batch_size, max_len)` allocates (checked against free memory before)."""
         probe = self.make_cache(1, 1)
-        return KVCache.nbytes(probe.num_layers, batch_size, probe.num_heads, max_len, probe.head_dim, probe.k.dtype)
+        return KVCache.nbytes(probe.num_layers, batch_size, probe.num_heads, max_len, probe.head_dim, probe.dtype)
 
     def setup_caches(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
         """Allocate `self.kv_cache` (or reset the existing one when it has this shape, dtype and device, so a
         compiled decode step is reused)."""
         cache = self._modules.get("kv_cache")
         p = next(self.parameters())
-        if cache is not None and (cache.batch_size, cache.max_len, cache.k.dtype, cache.k.device,
-                                  cache.k.is_inference()) == \
+        if cache is not None and (cache.batch_size, cache.max_len, cache.dtype, cache.device,
+                                  cache.k_0.is_inference()) == \
                 (batch_size, max_len, dtype or p.dtype, p.device, torch.is_inference_mode_enabled()):
             cache.reset()
         else:

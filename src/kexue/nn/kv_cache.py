@@ -5,7 +5,8 @@ never saved) and keeps its shape for the whole generation, so a compiled decode 
 every step. The filled prefix is read through masks over the full buffer, never through a growing view.
 
 Layout (S = max_len slots per row; slot s holds the s-th token fed to the decoder, padding included):
-    k, v            [layers, B, H, S, D]   self-attention keys / values
+    k_0, v_0, ...   [B, H, S, D] per layer self-attention keys / values (one buffer per layer, so a compiled
+                                           step writes each in place instead of copying a stacked buffer)
     valid           [B, S] bool            the slot holds a real token (False: padding or not written yet)
     rank            [B, S] long            mask rank: query i sees key j iff rank[j] <= rank[i]
                                            (causal LM: slot index; UniLM: cumsum of segment ids,
@@ -40,9 +41,10 @@ class KVCache(nn.Module):
         for name, value in (("num_layers", num_layers), ("batch_size", batch_size), ("num_heads", num_heads),
                             ("max_len", max_len), ("head_dim", head_dim)):
             check_int(name, value, low=1)
-        shape = (num_layers, batch_size, num_heads, max_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        shape = (batch_size, num_heads, max_len, head_dim)
+        for i in range(num_layers):
+            self.register_buffer(f"k_{i}", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+            self.register_buffer(f"v_{i}", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("valid", torch.zeros(batch_size, max_len, dtype=torch.bool, device=device),
                              persistent=False)
         self.register_buffer("rank", torch.zeros(batch_size, max_len, dtype=torch.long, device=device),
@@ -68,6 +70,20 @@ class KVCache(nn.Module):
         itemsize = torch.empty((), dtype=dtype).element_size()
         return batch_size * max_len * (2 * num_layers * num_heads * head_dim * itemsize + 9) + 16 * batch_size
 
+    def keys(self, layer: int) -> Tensor:
+        return getattr(self, f"k_{layer}")                                                      # [B, H, S, D]
+
+    def values(self, layer: int) -> Tensor:
+        return getattr(self, f"v_{layer}")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.k_0.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.k_0.device
+
     # ---- checks (run before a step: they read Python values) -------------------------------------------------
     @property
     def length(self) -> int:
@@ -85,11 +101,11 @@ class KVCache(nn.Module):
         if have != (num_layers, num_heads, head_dim):
             raise ValueError(f"cache holds (layers, heads, head_dim) = {have} but this model has "
                              f"{(num_layers, num_heads, head_dim)}; {remake}")
-        if self.k.dtype != dtype:
-            raise ValueError(f"cache holds {self.k.dtype} keys but attention computes in {dtype}; "
+        if self.dtype != dtype:
+            raise ValueError(f"cache holds {self.dtype} keys but attention computes in {dtype}; "
                              f"make it with model.make_cache({batch_size}, max_len, dtype={dtype})")
-        if self.k.device != device:
-            raise ValueError(f"cache is on {self.k.device} but the input is on {device}; {remake} "
+        if self.device != device:
+            raise ValueError(f"cache is on {self.device} but the input is on {device}; {remake} "
                              "after moving the model")
 
     def check_room(self, t: int) -> None:
@@ -106,9 +122,10 @@ class KVCache(nn.Module):
         """Write k, v [B, H, t, D] at slots cache_pos..cache_pos+t-1; return the full buffers [B, H, S, D]
         (slots not written yet are hidden by `valid`)."""
         slots = self._slots(k.shape[2])
-        self.k[layer].index_copy_(2, slots, k)
-        self.v[layer].index_copy_(2, slots, v)
-        return self.k[layer], self.v[layer]
+        keys, values = self.keys(layer), self.values(layer)
+        keys.index_copy_(2, slots, k)
+        values.index_copy_(2, slots, v)
+        return keys, values
 
     def write_masks(self, valid: Tensor, rank: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new keys' validity and rank [B, t]; return both over every slot [B, S]."""
@@ -162,10 +179,11 @@ class KVCache(nn.Module):
             raise ValueError(f"index must hold rows in [0, {self.batch_size}), got [{int(lo)}, {int(hi)}]")
         if torch.equal(index, torch.arange(self.batch_size, device=index.device)):
             return                                                     # beams kept their rows: nothing to move
-        index = index.to(self.k.device)
+        index = index.to(self.device)
         L = self.length                                                # only the filled slots move
-        self.k[:, :, :, :L] = self.k[:, :, :, :L].index_select(1, index)
-        self.v[:, :, :, :L] = self.v[:, :, :, :L].index_select(1, index)
+        for layer in range(self.num_layers):
+            for buf in (self.keys(layer), self.values(layer)):
+                buf[:, :, :L] = buf[:, :, :L].index_select(0, index)
         for buf in (self.valid, self.rank, self.next_position, self.next_segment):
             buf.copy_(buf.index_select(0, index))
         if self.encoder_out is not None:
