@@ -70,7 +70,7 @@ def info(checkpoint: str) -> None:
     print(f"family       {model.family.name} (model_type={hf.get('model_type')!r}, class {type(model).__name__})")
     print(f"layers       {c.num_layers}" + (f" encoder + {c.num_decoder_layers} decoder" if c.num_decoder_layers else ""))
     print(f"hidden       {c.hidden_size}  heads {c.num_heads}  ffn {c.intermediate_size}  act {c.hidden_act}")
-    print(f"vocab        {c.vocab_size}  embedding {c.embed_dim}  positions {c.position} {c.max_position or ''}")
+    print(f"vocab        {c.vocab_size}  embedding {c.input_embedding_size}  positions {c.position} {c.max_position or ''}")
     print(f"parameters   {sum(p.numel() for p in model.parameters()):,}")
     r = model.load_report
     print(f"loaded       {len(r.loaded)} tensors")

@@ -44,3 +44,16 @@ def test_seq2seq_takes_the_canonical_names():
     masked = att(a, b, attention_mask=torch.tensor([[1, 1, 1, 0, 0]]))
     torch.testing.assert_close(masked, att(a, b[:, :3]))
     assert not torch.allclose(masked, full)
+
+
+def test_config_names_the_resolved_embedding_width_input_embedding_size():
+    """docs/naming.md: `embedding_size` is the factorised E given in the config (None = C); the resolved width of
+    the token-embedding table is `input_embedding_size`. `embed_dim` meant E here and C in MultiHeadAttention:
+    it is gone from the config."""
+    from kexue.models.config import TransformerConfig
+    base = dict(model_type="albert", vocab_size=10, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=16)
+    assert TransformerConfig(**base).input_embedding_size == 8
+    factorised = TransformerConfig(**base, embedding_size=4)
+    assert factorised.input_embedding_size == 4 and not hasattr(factorised, "embed_dim")
+    model = km.ALBERT(factorised)
+    assert model.config.input_embedding_size == model.embeddings.word.embedding_dim == 4

@@ -129,7 +129,7 @@ def transformer_call(draw, family: str):
     elif corruption == "cache_batch" and model.application != "encoder":
         kw["cache"], expect = model.make_cache(B + 1, 2 * P), "cache"
     elif corruption == "embeds_width":
-        E = model.config.embed_dim
+        E = model.config.input_embedding_size
         kw = dict(inputs_embeds=torch.randn(B, n, E + draw(st.sampled_from([-1, 1]))))
         expect = "inputs_embeds"
     return kw, expect, lengths

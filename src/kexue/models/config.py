@@ -182,7 +182,7 @@ class TransformerConfig:
 
     def _check_memory(self) -> None:
         """Refuse sizes whose weights would not fit, before `nn.Embedding` / `nn.Linear` try to allocate them."""
-        E, C, I = self.embed_dim, self.hidden_size, self.intermediate_size
+        E, C, I = self.input_embedding_size, self.hidden_size, self.intermediate_size
         inner = self.num_heads * (self.head_dim or C // self.num_heads)
         tables = {"vocab_size": (self.vocab_size, E), "intermediate_size": (I, C), "hidden_size": (C, max(C, inner)),
                   "num_heads": (inner, C), "max_position": (self.max_position if self.position in ("learned", "rotary") else 0, E),
@@ -205,7 +205,8 @@ class TransformerConfig:
                              f"vocab_size={self.vocab_size}")
 
     @property
-    def embed_dim(self) -> int:
+    def input_embedding_size(self) -> int:
+        """E, the width of the token-embedding table: `embedding_size`, or hidden_size when that is None."""
         return self.embedding_size or self.hidden_size
 
     def replace(self, **changes: Any) -> "TransformerConfig":

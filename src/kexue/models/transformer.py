@@ -60,7 +60,7 @@ class Embeddings(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, segment_via_word: bool = False):
         super().__init__()
-        E = cfg.embed_dim
+        E = cfg.input_embedding_size
         self.word = nn.Embedding(cfg.vocab_size, E, padding_idx=None)
         self.position = nn.Embedding(cfg.max_position, E) if cfg.position == "learned" and cfg.max_position else None
         self.segment = nn.Embedding(cfg.type_vocab_size, E) if cfg.type_vocab_size and not segment_via_word else None
@@ -115,7 +115,7 @@ class MLMHead(nn.Module):
     def __init__(self, cfg: TransformerConfig, word: nn.Embedding, transform: bool = True, bias: bool = True,
                  tied: bool = True):
         super().__init__()
-        E = cfg.embed_dim
+        E = cfg.input_embedding_size
         self.dense = nn.Linear(cfg.hidden_size, E) if transform else None
         self.norm = nn.LayerNorm(E, eps=cfg.layer_norm_eps) if transform else None
         self.act = activation(cfg.hidden_act)
@@ -307,7 +307,7 @@ class Transformer(TransformerDecoding, nn.Module):
             checks.in_range("input_ids", input_ids, 0, c.vocab_size, "the vocabulary")
             device = input_ids.device
         else:
-            B, n = check_embeds("inputs_embeds", inputs_embeds, c.embed_dim)
+            B, n = check_embeds("inputs_embeds", inputs_embeds, c.input_embedding_size)
             device = inputs_embeds.device
         if cache is not None:
             self.check_cache(cache, B, n, device)
