@@ -59,7 +59,7 @@ def test_fully_masked_rows_give_zeros_not_nan():
     empty = ~allowed.any(-1, keepdim=True)
     for eager in (False, True):
         attn.eager = eager
-        out, _ = attn(x, attn_bias=mask_to_bias(allowed), empty_rows=empty)
+        out, _ = attn(x, attention_bias=mask_to_bias(allowed), empty_rows=empty)
         out.sum().backward()
         assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
         assert torch.equal(out[1, 2], attn.o.bias)            # zeros before the output projection
@@ -137,17 +137,17 @@ def test_embedding_and_layer_access(model):
     (dict(num_heads=0), ValueError, r"num_heads must be an int >= 1, got 0"),
     (dict(num_heads=-2), ValueError, r"num_heads must be an int >= 1, got -2"),
     (dict(num_heads=2.0), TypeError, r"num_heads must be an int"),
-    (dict(num_heads=3), ValueError, r"embed_dim=16 is not divisible by num_heads=3"),
+    (dict(num_heads=3), ValueError, r"hidden_size=16 is not divisible by num_heads=3"),
     (dict(dropout=1.5), ValueError, r"dropout must be a finite number in \[0.0, 1.0\)"),
     (dict(head_dim=0), ValueError, r"head_dim must be an int >= 1, got 0"),
 ])
 def test_attention_constructor_arguments(kw, error, match):
     with pytest.raises(error, match=match):
-        MultiHeadAttention(**{"embed_dim": 16, "num_heads": 2, **kw})
+        MultiHeadAttention(**{"hidden_size": 16, "num_heads": 2, **kw})
 
 
 def test_attention_input_widths():
-    attn = MultiHeadAttention(16, 2, kv_dim=8).eval()
+    attn = MultiHeadAttention(16, 2, kv_size=8).eval()
     with pytest.raises(ValueError, match=r"x must have shape \[B, n, 16\], got \(2, 3, 8\)"):
         attn(torch.randn(2, 3, 8), context=torch.randn(2, 4, 8))
     with pytest.raises(ValueError, match=r"context must have shape \[B, m, 8\] with B = 2, got \(2, 4, 16\)"):

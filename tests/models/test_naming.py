@@ -12,7 +12,7 @@ from tests.nn.test_naming import RETIRED
 # mask `attention_mask`, an additive attention bias `attention_bias`
 MODEL_RETIRED = RETIRED | {"emb_dim", "heads", "other_mask", "attn_bias", "kv_dim"}
 # still being renamed (docs/naming.md section 4, "pending")
-PENDING = {"apply_block", "apply_main_layers", "attend"}
+PENDING = set()
 
 
 def _modules():

@@ -49,7 +49,7 @@ def test_nezha_attention_matches_reference():
     allowed[1, 5:] = False
     bias = torch.zeros(2, 1, 1, 7).masked_fill(~allowed[:, None, None, :], torch.finfo(torch.float32).min / 2)
     with torch.no_grad():
-        out, _ = attn(x, attn_bias=bias)
+        out, _ = attn(x, attention_bias=bias)
     ref = reference_attention(attn, x, allowed, k=3)
     assert (out.double() - ref).abs().max() <= 1e-5
 

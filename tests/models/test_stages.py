@@ -38,7 +38,7 @@ def test_forward_equals_its_stages(application):
         bias, empty = model.attention_bias(mask, segs, batch_size=3, length=7, device=ids.device)
         states = [x]
         for i in range(model.num_layers):
-            x, _ = model.apply_block(i, x, attn_bias=bias, empty_rows=empty, positions=positions)
+            x, _ = model.apply_block(i, x, attention_bias=bias, empty_rows=empty, positions=positions)
             states.append(x)
         out = model.apply_final_layers(x)
     torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, rtol=0, atol=0)
@@ -56,7 +56,7 @@ def test_main_layers_run_a_chosen_subset_in_order():
         positions = model.default_positions(ids, 7, 0, ids.device)
         x0 = model.apply_embeddings(ids, None, positions)
         bias, empty = model.attention_bias(mask, batch_size=3, length=7, device=ids.device)
-        kw = dict(attn_bias=bias, empty_rows=empty, positions=positions)
+        kw = dict(attention_bias=bias, empty_rows=empty, positions=positions)
         part, hidden, _ = model.apply_main_layers(x0, layers=[0, 2], output_hidden_states=True, **kw)
         x = x0
         for i in (0, 2):

@@ -27,11 +27,11 @@ def test_kernel_is_injected_through_the_constructor():
     pad = torch.ones(2, 9, dtype=torch.bool)
     pad[1, 6:] = False
     bias = mask_to_bias(pad[:, None, None, :])
-    ref, _ = sdpa(x, attn_bias=bias)
+    ref, _ = sdpa(x, attention_bias=bias)
     for kernel in ("eager", functools.partial(sparse_attention, pattern="full")):
         other = MultiHeadAttention(16, 4, kernel=kernel).eval()
         other.load_state_dict(sdpa.state_dict())
-        out, _ = other(x, attn_bias=bias)
+        out, _ = other(x, attention_bias=bias)
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     calls = []
 

@@ -36,15 +36,15 @@ def _ok_int(v) -> bool:
        kernel=st.sampled_from(["sdpa", "eager", "flash", 3, None]), out_proj=st.sampled_from([True, False, "no"]),
        B=st.integers(0, 2), n=st.integers(0, 5), pad=st.booleans())
 def test_multihead_attention_valid_or_clear(embed, heads, head_dim, key_dim, kernel, out_proj, B, n, pad):
-    named = {"embed_dim": embed, "num_heads": heads, "head_dim": head_dim, "key_dim": key_dim}
-    valid = (all(_ok_int(v) for k, v in named.items() if v is not None or k in ("embed_dim", "num_heads"))
+    named = {"hidden_size": embed, "num_heads": heads, "head_dim": head_dim, "key_dim": key_dim}
+    valid = (all(_ok_int(v) for k, v in named.items() if v is not None or k in ("hidden_size", "num_heads"))
              and kernel in KERNELS and isinstance(out_proj, bool)
              and (head_dim is not None or (_ok_int(embed) and _ok_int(heads) and embed % heads == 0)))
     try:
         attn = MultiHeadAttention(embed, heads, head_dim, key_dim=key_dim, kernel=kernel, out_proj=out_proj).eval()
     except CLEAR as e:
         assert not valid, f"valid arguments refused: {e}"
-        names = [k for k, v in named.items() if (v is not None or k in ("embed_dim", "num_heads")) and not _ok_int(v)]
+        names = [k for k, v in named.items() if (v is not None or k in ("hidden_size", "num_heads")) and not _ok_int(v)]
         names = names or list(named)
         assert any(k in str(e) for k in names + ["kernel", "out_proj"]), str(e)
         return
@@ -56,11 +56,11 @@ def test_multihead_attention_valid_or_clear(embed, heads, head_dim, key_dim, ker
     allowed = keep[:, None, None, :]
     bias, empty = mask_to_bias(allowed), ~allowed.any(-1, keepdim=True).expand(B, 1, n, 1)
     with torch.no_grad():
-        out, _ = attn(x, attn_bias=bias, empty_rows=empty)
+        out, _ = attn(x, attention_bias=bias, empty_rows=empty)
         other = "eager" if kernel == "sdpa" else "sdpa"
         twin = MultiHeadAttention(embed, heads, head_dim, key_dim=key_dim, kernel=other, out_proj=out_proj).eval()
         twin.load_state_dict(attn.state_dict())
-        ref, _ = twin(x, attn_bias=bias, empty_rows=empty)
+        ref, _ = twin(x, attention_bias=bias, empty_rows=empty)
     width = embed if out_proj else heads * (head_dim or embed // heads)
     assert out.shape == (B, n, width)
     assert_finite(out)

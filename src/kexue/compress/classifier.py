@@ -63,6 +63,6 @@ class SequenceClassifier(nn.Module):
         positions = bb.default_positions(input_ids, n, 0, device)                         # [1|B, n]
         x = bb.apply_embeddings(input_ids, segment_ids, positions, inputs_embeds)          # [B, n, C]
         bias, empty = bb.attention_bias(attention_mask, segment_ids, batch_size=B, length=n, device=device)
-        x = bb.apply_main_layers(x, attn_bias=bias, empty_rows=empty, positions=positions)[0]
+        x = bb.apply_main_layers(x, attention_bias=bias, empty_rows=empty, positions=positions)[0]
         logits = self.head(cls_features(bb, x))                                            # [B, K]
         return ClassifierOutput(logits, classification_loss(logits, labels))

@@ -51,9 +51,9 @@ class LayerGroup(nn.Module):
         self.blocks = nn.ModuleList([backbone.layer(i) for i in self.layers])
         self.backbone = [backbone]          # a list: not registered twice
 
-    def forward(self, x: Tensor, *, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+    def forward(self, x: Tensor, *, attention_bias: Tensor | None = None, empty_rows: Tensor | None = None,
                 positions: Tensor | None = None) -> Tensor:
-        return self.backbone[0].apply_main_layers(x, attn_bias=attn_bias, empty_rows=empty_rows,
+        return self.backbone[0].apply_main_layers(x, attention_bias=attention_bias, empty_rows=empty_rows,
                                                   positions=positions, layers=self.layers)[0]
 
 
@@ -184,7 +184,7 @@ class TheseusModel(nn.Module):
         else:
             x = P.apply_embeddings(input_ids, segment_ids, positions)
         for sw, use in zip(blocks, path[..., -len(blocks):].unbind(-1)):
-            x = sw(x, attn_bias=bias, empty_rows=empty, positions=positions, use_successor=use)   # [B, n, C]
+            x = sw(x, attention_bias=bias, empty_rows=empty, positions=positions, use_successor=use)   # [B, n, C]
         feats = self._top[0](x, use_successor=path[..., -1])                               # [B, C]
         logits = self.head(feats)                                                          # [B, K]
         if torch.is_grad_enabled() and not logits.requires_grad:

@@ -92,7 +92,7 @@ class TransformerDecoding(CachedDecodingMixin):
         x = self.apply_embeddings(tokens, seg, pos)                                  # [N, 1, C]
         bias, empty = self.attention_bias(None, seg, batch_size=tokens.shape[0], length=1, device=tokens.device,
                                           cache=cache)
-        x, _, _ = self.apply_main_layers(x, attn_bias=bias, empty_rows=empty, positions=pos, cache=cache)
+        x, _, _ = self.apply_main_layers(x, attention_bias=bias, empty_rows=empty, positions=pos, cache=cache)
         cache.advance(1)
         cache.next_position.add_(1)
         return self.apply_final_layers(x).logits[:, -1]

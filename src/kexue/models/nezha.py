@@ -32,8 +32,8 @@ class NezhaAttention(MultiHeadAttention):
         self._query_start = None if cache is None else cache.cache_pos
         return super().forward(x, *args, cache=cache, **kwargs)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None,
-               need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, attention_bias: Tensor | None,
+               output_attentions: bool) -> tuple[Tensor, Tensor | None]:
         n, m = q.shape[2], k.shape[2]
         qpos = (torch.arange(m - n, m, device=q.device) if self._query_start is None     # the last n keys
                 else self._query_start + torch.arange(n, device=q.device))                # cached: from cache_pos
@@ -42,13 +42,13 @@ class NezhaAttention(MultiHeadAttention):
         r = self.table[rel + self.max_relative_position].to(q.dtype)              # [n, m, D]
         scores = torch.matmul(q, k.transpose(-1, -2)) + torch.einsum("bhnd,nmd->bhnm", q, r)
         scores = scores * self.scale                                               # [B, H, n, m]
-        if attn_bias is not None:
-            scores = scores + attn_bias
+        if attention_bias is not None:
+            scores = scores + attention_bias
         weights = scores.float().softmax(-1).to(q.dtype)
         p = self.dropout if self.training else 0.0
         dropped = nn.functional.dropout(weights, p)
         out = torch.matmul(dropped, v) + torch.einsum("bhnm,nmd->bhnd", dropped, r)  # [B, H, n, D]
-        return out, (weights if need_weights else None)
+        return out, (weights if output_attentions else None)
 
 
 def nezha_config_from_hf(hf: dict) -> TransformerConfig:

@@ -43,7 +43,7 @@ class CrossDirectionAttention(MultiHeadAttention):
             allowed = allowed & torch.ones(T, Tk, dtype=torch.bool, device=h_self.device).tril()
         if attention_mask is not None:
             allowed = allowed & attention_mask.bool()[:, None, None, :]                        # [B, 1, T, T']
-        out, _ = super().forward(h_self, context=h_other, attn_bias=mask_to_bias(allowed, h_self.dtype),
+        out, _ = super().forward(h_self, context=h_other, attention_bias=mask_to_bias(allowed, h_self.dtype),
                                  empty_rows=~allowed.any(-1, keepdim=True))
         return out                                                                         # [B, T, h*d]
 

@@ -83,12 +83,12 @@ class T5Block(nn.Module):
 
     def forward(self, x: Tensor, bias: Tensor | None, empty: Tensor | None, context: Tensor | None = None,
                 cross_bias: Tensor | None = None, cross_empty: Tensor | None = None, cache: KVCache | None = None,
-                layer_idx: int = 0, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        h, w = self.attn(self.attn_norm(x), attn_bias=bias, empty_rows=empty, cache=cache, layer_idx=layer_idx,
-                         need_weights=need_weights)
+                layer_idx: int = 0, output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
+        h, w = self.attn(self.attn_norm(x), attention_bias=bias, empty_rows=empty, cache=cache, layer_idx=layer_idx,
+                         output_attentions=output_attentions)
         x = x + self.dropout(h)
         if self.cross is not None:
-            h, _ = self.cross(self.cross_norm(x), context=context, attn_bias=cross_bias, empty_rows=cross_empty,
+            h, _ = self.cross(self.cross_norm(x), context=context, attention_bias=cross_bias, empty_rows=cross_empty,
                               cache=cache, layer_idx=layer_idx)
             x = x + self.dropout(h)
         return x + self.dropout(self.ffn(self.ffn_norm(x))), w

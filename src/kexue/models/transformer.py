@@ -94,11 +94,11 @@ class TransformerBlock(nn.Module):
         self.norm_first = norm_first
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+    def forward(self, x: Tensor, attention_bias: Tensor | None = None, empty_rows: Tensor | None = None,
                 positions: Tensor | None = None, cache: KVCache | None = None, layer_idx: int = 0,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        kw = dict(attn_bias=attn_bias, empty_rows=empty_rows, positions=positions, cache=cache,
-                  layer_idx=layer_idx, need_weights=need_weights)
+                output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
+        kw = dict(attention_bias=attention_bias, empty_rows=empty_rows, positions=positions, cache=cache,
+                  layer_idx=layer_idx, output_attentions=output_attentions)
         if self.norm_first:
             h, w = self.attn(self.attn_norm(x), **kw)
             x = x + self.dropout(h)
@@ -382,14 +382,14 @@ class Transformer(TransformerDecoding, nn.Module):
         return build_attention_bias(self.application, batch_size, length, attention_mask, segment_ids, cache,
                                     device, extra_bias)
 
-    def apply_block(self, i: int, x: Tensor, *, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+    def apply_block(self, i: int, x: Tensor, *, attention_bias: Tensor | None = None, empty_rows: Tensor | None = None,
                     positions: Tensor | None = None, cache: KVCache | None = None,
-                    need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+                    output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
         """Layer i on x [B, n, C] -> (x [B, n, C], attention weights [B, H, n, m] or None)."""
-        return self.layer(i)(x, attn_bias=attn_bias, empty_rows=empty_rows, positions=positions, cache=cache,
-                             layer_idx=i, need_weights=need_weights)
+        return self.layer(i)(x, attention_bias=attention_bias, empty_rows=empty_rows, positions=positions, cache=cache,
+                             layer_idx=i, output_attentions=output_attentions)
 
-    def apply_main_layers(self, x: Tensor, *, attn_bias: Tensor | None = None, empty_rows: Tensor | None = None,
+    def apply_main_layers(self, x: Tensor, *, attention_bias: Tensor | None = None, empty_rows: Tensor | None = None,
                           positions: Tensor | None = None, cache: KVCache | None = None,
                           layers: Sequence[int] | None = None, output_hidden_states: bool = False,
                           output_attentions: bool = False) -> tuple[Tensor, list[Tensor] | None, list | None]:
@@ -403,8 +403,8 @@ class Transformer(TransformerDecoding, nn.Module):
             if bad:
                 raise ValueError(f"layers must hold layer indices in [0, {self.num_layers}), got {bad[0]!r} in "
                                  f"{layers}")
-        step = lambda i, h: self.apply_block(i, h, attn_bias=attn_bias, empty_rows=empty_rows,  # noqa: E731
-                                             positions=positions, cache=cache, need_weights=output_attentions)
+        step = lambda i, h: self.apply_block(i, h, attention_bias=attention_bias, empty_rows=empty_rows,  # noqa: E731
+                                             positions=positions, cache=cache, output_attentions=output_attentions)
         return run_layers(step, layers, x, output_hidden_states=output_hidden_states,
                           output_attentions=output_attentions)
 
@@ -456,7 +456,7 @@ class Transformer(TransformerDecoding, nn.Module):
         x = self.apply_embeddings(input_ids, segment_ids, position_ids, inputs_embeds)      # [B, n, C]
         bias, empty = self.attention_bias(attention_mask, segment_ids, batch_size=B, length=n, device=device,
                                           cache=cache, extra_bias=attention_bias)
-        x, hidden, attns = self.apply_main_layers(x, attn_bias=bias, empty_rows=empty, positions=position_ids,
+        x, hidden, attns = self.apply_main_layers(x, attention_bias=bias, empty_rows=empty, positions=position_ids,
                                                   cache=cache, output_hidden_states=output_hidden_states,
                                                   output_attentions=output_attentions)
         if cache is not None:

@@ -40,9 +40,9 @@ class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention with separate q/k/v/o projections (Vaswani et al., arXiv 1706.03762).
 
     Args:
-        embed_dim: model width of the queries (and of the output).
-        num_heads, head_dim: H and D (D defaults to embed_dim // num_heads).
-        kv_dim: width of the key/value input for cross-attention (defaults to embed_dim).
+        hidden_size: model width of the queries (and of the output).
+        num_heads, head_dim: H and D (D defaults to hidden_size // num_heads).
+        kv_size: width of the key/value input for cross-attention (defaults to hidden_size).
         bias: bias on q/k/v projections; out_bias: on the output projection (defaults to `bias`).
         scale: score scale, 1/sqrt(D) by default (T5 uses 1.0).
         rotary: module applying rotary position embedding to [B, H, n, D] given positions (RoFormer).
@@ -54,17 +54,17 @@ class MultiHeadAttention(nn.Module):
         out_proj: False leaves out the output projection `o` (output width H * head_dim).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int | None = None, kv_dim: int | None = None,
+    def __init__(self, hidden_size: int, num_heads: int, head_dim: int | None = None, kv_size: int | None = None,
                  bias: bool = True, out_bias: bool | None = None, scale: float | None = None,
                  dropout: float = 0.0, rotary: nn.Module | None = None, rotary_value: bool = False,
                  kernel: Kernel = "sdpa", key_dim: int | None = None, out_proj: bool = True):
         super().__init__()
-        check_int("embed_dim", embed_dim, low=1)
+        check_int("hidden_size", hidden_size, low=1)
         check_int("num_heads", num_heads, low=1)
         if head_dim is not None:
             check_int("head_dim", head_dim, low=1)
-        if kv_dim is not None:
-            check_int("kv_dim", kv_dim, low=1)
+        if kv_size is not None:
+            check_int("kv_size", kv_size, low=1)
         if key_dim is not None:
             check_int("key_dim", key_dim, low=1)
         check_bool("out_proj", out_proj)
@@ -77,20 +77,20 @@ class MultiHeadAttention(nn.Module):
                             f"dropout_p=0.0, scale=None), got {type(kernel).__name__}")
         check_float("dropout", dropout, 0.0, 1.0, high_open=True)
         if head_dim is None:
-            if embed_dim % num_heads:
-                raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; pass head_dim")
-            head_dim = embed_dim // num_heads
-        kv_dim = embed_dim if kv_dim is None else kv_dim
+            if hidden_size % num_heads:
+                raise ValueError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}; pass head_dim")
+            head_dim = hidden_size // num_heads
+        kv_size = hidden_size if kv_size is None else kv_size
         key_dim = head_dim if key_dim is None else key_dim
         inner = num_heads * head_dim
         self.num_heads, self.head_dim, self.key_dim = num_heads, head_dim, key_dim
-        self.embed_dim, self.kv_dim = embed_dim, kv_dim
+        self.hidden_size, self.kv_size = hidden_size, kv_size
         self.scale = 1.0 / math.sqrt(key_dim) if scale is None else scale
         self.dropout = dropout
-        self.q = nn.Linear(embed_dim, num_heads * key_dim, bias=bias)
-        self.k = nn.Linear(kv_dim, num_heads * key_dim, bias=bias)
-        self.v = nn.Linear(kv_dim, inner, bias=bias)
-        self.o = nn.Linear(inner, embed_dim, bias=bias if out_bias is None else out_bias) if out_proj else None
+        self.q = nn.Linear(hidden_size, num_heads * key_dim, bias=bias)
+        self.k = nn.Linear(kv_size, num_heads * key_dim, bias=bias)
+        self.v = nn.Linear(kv_size, inner, bias=bias)
+        self.o = nn.Linear(inner, hidden_size, bias=bias if out_bias is None else out_bias) if out_proj else None
         self.rotary = rotary
         self.rotary_value = rotary_value
         # the kernel function (None: SDPA); `eager` forces the explicit-softmax path
@@ -102,29 +102,29 @@ class MultiHeadAttention(nn.Module):
         return x.view(B, n, self.num_heads, dim or self.head_dim).transpose(1, 2)   # [B, H, n, D]
 
     def project(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries from x [B, n, embed_dim], keys and values from context [B, m, kv_dim] (default x), split
+        """Queries from x [B, n, hidden_size], keys and values from context [B, m, kv_size] (default x), split
         into heads: q, k [B, H, n|m, key_dim], v [B, H, m, head_dim]."""
         src = x if context is None else context
         return (self._heads(self.q(x), self.key_dim), self._heads(self.k(src), self.key_dim),
                 self._heads(self.v(src)))
 
     def merge(self, out: Tensor) -> Tensor:
-        """Heads back to width and the output projection: [B, H, n, D] -> [B, n, embed_dim] (H * D without o)."""
+        """Heads back to width and the output projection: [B, H, n, D] -> [B, n, hidden_size] (H * D without o)."""
         B, _, n, _ = out.shape
         out = out.transpose(1, 2).reshape(B, n, self.num_heads * self.head_dim)
         return self.o(out) if self.o is not None else out
 
-    def forward(self, x: Tensor, context: Tensor | None = None, attn_bias: Tensor | None = None,
+    def forward(self, x: Tensor, context: Tensor | None = None, attention_bias: Tensor | None = None,
                 empty_rows: Tensor | None = None, positions: Tensor | None = None, cache: KVCache | None = None,
-                layer_idx: int = 0, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x [B, n, embed_dim]; context [B, m, kv_dim] for cross-attention; attn_bias broadcastable to
+                layer_idx: int = 0, output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x [B, n, hidden_size]; context [B, m, kv_size] for cross-attention; attention_bias broadcastable to
         [B, H, n, m]; empty_rows [B, 1, n, 1] bool; positions [B, n] or [n] for rotary.
-        Returns (out [B, n, embed_dim], weights [B, H, n, m] or None)."""
-        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must have shape [B, n, {self.embed_dim}], got {tuple(x.shape)}")
+        Returns (out [B, n, hidden_size], weights [B, H, n, m] or None)."""
+        if x.dim() != 3 or x.shape[-1] != self.hidden_size:
+            raise ValueError(f"x must have shape [B, n, {self.hidden_size}], got {tuple(x.shape)}")
         B, n, _ = x.shape
-        if context is not None and (context.dim() != 3 or context.shape[0] != B or context.shape[-1] != self.kv_dim):
-            raise ValueError(f"context must have shape [B, m, {self.kv_dim}] with B = {B}, got {tuple(context.shape)}")
+        if context is not None and (context.dim() != 3 or context.shape[0] != B or context.shape[-1] != self.kv_size):
+            raise ValueError(f"context must have shape [B, m, {self.kv_size}] with B = {B}, got {tuple(context.shape)}")
         q = self._heads(self.q(x), self.key_dim)                             # [B, H, n, D]
         if context is None:
             k, v = self._heads(self.k(x), self.key_dim), self._heads(self.v(x))   # [B, H, n, D]
@@ -140,27 +140,28 @@ class MultiHeadAttention(nn.Module):
             k, v = self._heads(self.k(context), self.key_dim), self._heads(self.v(context))
             if cache is not None:
                 cache.set_cross(layer_idx, k, v)
-        if attn_bias is not None and attn_bias.dtype != q.dtype:
-            attn_bias = attn_bias.to(q.dtype)
+        if attention_bias is not None and attention_bias.dtype != q.dtype:
+            attention_bias = attention_bias.to(q.dtype)
             if q.dtype == torch.float16:
-                attn_bias = attn_bias.clamp_min(torch.finfo(torch.float16).min)
-        out, weights = self.attend(q, k, v, attn_bias, need_weights)         # [B, H, n, D]
+                attention_bias = attention_bias.clamp_min(torch.finfo(torch.float16).min)
+        out, weights = self.attend(q, k, v, attention_bias, output_attentions)   # [B, H, n, D]
         if empty_rows is not None:
             out = out.masked_fill(empty_rows, 0.0)
             if weights is not None:
                 weights = weights.masked_fill(empty_rows, 0.0)
         return self.merge(out), weights
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None,
-               need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, attention_bias: Tensor | None,
+               output_attentions: bool) -> tuple[Tensor, Tensor | None]:
         """softmax(q k^T * scale + bias) v on [B, H, n, D] tensors."""
         p = self.dropout if self.training else 0.0
-        if self.kernel is not None and not need_weights:
-            return self.kernel(q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale), None
-        if not (need_weights or self.eager):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale), None
+        if self.kernel is not None and not output_attentions:
+            return self.kernel(q, k, v, attn_mask=attention_bias, dropout_p=p, scale=self.scale), None
+        if not (output_attentions or self.eager):
+            return (F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias, dropout_p=p, scale=self.scale),
+                    None)
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale           # [B, H, n, m]
-        if attn_bias is not None:
-            scores = scores + attn_bias
+        if attention_bias is not None:
+            scores = scores + attention_bias
         weights = scores.float().softmax(-1).to(q.dtype)
         return torch.matmul(F.dropout(weights, p), v), weights

@@ -352,8 +352,8 @@ class SparseSelfAttention(MultiHeadAttention):
     def forward(self, x: Tensor, attention_mask: Tensor | None = None, output_attentions: bool = False):
         """x [B, n, hidden_size], attention_mask [B, n] (1 = real token) -> [B, n, H*head_dim]
         (, weights [B, H, n, n] when output_attentions)."""
-        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must be [B, n, hidden_size={self.embed_dim}], got shape {tuple(x.shape)}")
+        if x.dim() != 3 or x.shape[-1] != self.hidden_size:
+            raise ValueError(f"x must be [B, n, hidden_size={self.hidden_size}], got shape {tuple(x.shape)}")
         B, n, _ = x.shape
         if attention_mask is not None and tuple(attention_mask.shape) != (B, n):
             raise ValueError(f"attention_mask must have shape [B, n] = {(B, n)} (that of x), got "
