@@ -6,7 +6,8 @@ from .config import TransformerConfig
 from .gpt import GPT, GPT2
 from .loading import CheckpointError, KeyMap, LoadReport, read_state_dict
 from .nezha import NEZHA
-from .registry import build_transformer_model, model_names, register_model, save_pretrained
+from .registry import build_transformer_model, model_names, register_model
+from .saving import save_pretrained
 from .roformer import RoFormer
 from .seq2seq_bidirectional import BidirectionalDecoderSeq2Seq, CrossDirectionAttention, EncoderState, Seq2SeqOutput
 from .t5 import T5

@@ -487,5 +487,5 @@ class Transformer(TransformerDecoding, nn.Module):
     def save_pretrained(self, directory: str, allow_nonfinite: bool = False) -> None:
         """HF-format config.json + model.safetensors that `transformers` loads back; NaN/inf weights are
         refused unless `allow_nonfinite=True`."""
-        from .registry import save_pretrained
+        from .saving import save_pretrained
         save_pretrained(self, directory, allow_nonfinite=allow_nonfinite)
