@@ -5,12 +5,12 @@ import pytest
 
 from kexue.experiments import NOT_REPRODUCED, PARTLY, REPRODUCED, Check, verdict
 
-CHECKS = [Check("error", "<=", 0.12, "search"), Check("fano", "~", 2.25, "noise", tol=0.1)]
+CHECKS = [Check("error", "<=", 0.12, "search"), Check("fano", "~", 2.25, "noise", tol=0.25)]
 
 
 @pytest.mark.parametrize("metrics, expected", [
-    ({"error": 0.10, "fano": 2.3}, REPRODUCED),
-    ({"error": 0.12, "fano": 2.15}, REPRODUCED),          # boundaries hold
+    ({"error": 0.10, "fano": 2.4}, REPRODUCED),
+    ({"error": 0.12, "fano": 2.0}, REPRODUCED),           # boundaries hold (exact in binary)
     ({"error": 0.20, "fano": 2.25}, PARTLY),
     ({"error": 0.20, "fano": 3.0}, NOT_REPRODUCED),
     ({"error": math.nan, "fano": 2.25}, PARTLY),          # a NaN never holds
