@@ -34,6 +34,9 @@ from kexue.optim.accumulation import GradientAccumulation, SchedulerOnUpdate, no
 from kexue.optim.base import (DerivedOptimizer, base_optimizer, check_state_dict, describe_stack, last_step_updated,
                               load_optimizer_state, reset_state)
 from kexue.optim.clipping import ClipGrad, GradientClipping, clip_grads_, clip_scale, smoothness_probe
+from kexue.optim.dynamics import (HeavyBall, LangevinSGD, effective_lr, gradient_flow, momentum_from_ode,
+                                   ode_from_momentum, quadratic_stationary_variance, second_order_flow,
+                                   sgd_temperature)
 from kexue.optim.derived import LayerAdaptation, PiecewiseLinearLR, WeightDecay, piecewise_linear_lambda
 from kexue.optim.ema import EMAWeights, ExponentialMovingAverage
 from kexue.optim.factory import extend_with, param_groups_by_name
@@ -50,4 +53,6 @@ __all__ = [
     "no_sync_if_accumulating", "Lookahead", "LazyUpdate", "EMAWeights", "ExponentialMovingAverage",
     "GradientClipping", "ClipGrad", "clip_grads_", "clip_scale", "smoothness_probe", "extend_with",
     "param_groups_by_name", 'importance_weights', 'effective_sample_size', 'ParamSpaceSearch', 'sampled_update',
+    "HeavyBall", "LangevinSGD", "effective_lr", "gradient_flow", "momentum_from_ode", "ode_from_momentum",
+    "quadratic_stationary_variance", "second_order_flow", "sgd_temperature",
 ]
