@@ -12,8 +12,11 @@ from .roformer import RoFormer
 from .seq2seq_bidirectional import BidirectionalDecoderSeq2Seq, CrossDirectionAttention, EncoderState, Seq2SeqOutput
 from .t5 import T5
 from .transformer import APPLICATIONS, Transformer, TransformerOutput
+from .vae import CVAE, VAE, GeneratorAnchor, iwae_bound
+from .vqvae import CodePrior, VQAutoencoder
 
 __all__ = ["ALBERT", "BERT", "ELECTRA", "RoBERTa", "NEZHA", "RoFormer", "GPT", "GPT2", "T5", "Transformer",
            "TransformerOutput", "TransformerConfig", "CheckpointError", "KeyMap", "LoadReport", "read_state_dict",
            "build_transformer_model", "model_names", "register_model", "save_pretrained", "APPLICATIONS",
-           "BidirectionalDecoderSeq2Seq", "CrossDirectionAttention", "EncoderState", "Seq2SeqOutput"]
+           "BidirectionalDecoderSeq2Seq", "CrossDirectionAttention", "EncoderState", "Seq2SeqOutput",
+           "VAE", "CVAE", "GeneratorAnchor", "iwae_bound", "VQAutoencoder", "CodePrior"]
