@@ -21,7 +21,7 @@ from kexue.nn._reduce import mean_or_zero
 
 __all__ = [
     "spectral_norm_estimate", "conv_operator_norm", "SpectralNormRegularizer", "apply_spectral_norm",
-    "lipschitz_upper_bound", "empirical_lipschitz", "gradient_penalty", "wgan_critic_loss",
+    "project_spectral_norm_", "lipschitz_upper_bound", "empirical_lipschitz", "gradient_penalty", "wgan_critic_loss",
     "wgan_generator_loss",
 ]
 
@@ -134,6 +134,26 @@ def apply_spectral_norm(model: nn.Module, types: tuple[type, ...] = (nn.Linear, 
     for m in list(model.modules()):
         if isinstance(m, types):
             _torch_spectral_norm(m, n_power_iterations=n_power_iterations)
+    return model
+
+
+@torch.no_grad()
+def project_spectral_norm_(model: nn.Module, types: tuple[type, ...] = (nn.Linear,), clip_only: bool = False
+                           ) -> nn.Module:
+    """Post-step projection W <- W / sigma(W) (exact sigma; clip_only: W / max(sigma, 1)) of every `types`
+    submodule, in place: what Keras' kernel_constraint does after each update.  The article's point
+    (https://kexue.fm/archives/6051): the forward weights are the same as spectral normalisation's, but the
+    gradients do not flow through W / sigma(W), and WGAN critics trained so are worse; use
+    `apply_spectral_norm` for the real thing.  Call it after optimizer.step()."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    clip_only = check_bool("clip_only", clip_only)
+    for m in model.modules():
+        if isinstance(m, types):
+            w = _as_matrix(m.weight, "torch")
+            sigma = torch.linalg.matrix_norm(w.to(torch.promote_types(w.dtype, torch.float32)), ord=2)
+            sigma = sigma.to(w.dtype)
+            m.weight.div_(sigma.clamp_min(1.0) if clip_only else sigma.clamp_min(torch.finfo(sigma.dtype).tiny))
     return model
 
 
