@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kexue-installed
 
-.PHONY: demo test test-slow bench install
+.PHONY: demo similarity test test-slow bench install
 
 install: $(STAMP)
 
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# the articles' experiments in their quick form: prints the table and where the HTML report is
 demo: $(STAMP)
-	$(VENV)/bin/kexue demo
+	$(VENV)/bin/kexue reproduce --quick
+
+similarity: $(STAMP)
+	$(VENV)/bin/kexue similarity
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x --durations=15
