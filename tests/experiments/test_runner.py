@@ -205,17 +205,15 @@ def test_results_json_holds_what_the_page_shows(tmp_path):
     assert e["tables"]["moments"][0]["value"] == pytest.approx(gaussian().run("quick", 0).metrics["mean"])
 
 
-def test_one_png_per_figure_with_lines_averaged_over_seeds(tmp_path):
+def test_one_png_per_figure_of_the_first_seed(tmp_path):
     def run(mode, seed):
-        lines = {"same_x": ([0, 1, 2], [seed, seed, seed]), "own_x": ([seed, seed + 1], [5.0, 6.0 + seed])}
-        return Measurement({"m": 0.0}, figures=[Figure("curves", "t", "x", "y", lines), Figure("b", "t", "x", "y",
-                                                                                              lines, logy=False)])
+        lines = {"a": ([1, 2, 3], [seed + 1.0] * 3), "b": ([seed, seed + 1], [5.0, 6.0 + seed])}
+        return Measurement({"m": 0.0}, figures=[Figure("curves", "t", "x", "y", lines),
+                                                Figure("log curves", "t", "x", "y", lines, logy=True)])
     exp = Experiment("figs", "t", "", "c", "s", [Check("m", "<", 1.0)], run)
     e = _by_name(_run([exp], tmp_path, seeds=2))["figs"]
-    fig = e["figures"][0]
-    assert fig["lines"]["same_x"] == [[0, 1, 2], [0.5, 0.5, 0.5]]          # mean of seed 0 and seed 1
-    assert fig["lines"]["own_x"] == [[0, 1], [5.0, 6.0]]                   # x differs: seed 0's line
-    assert [f["file"] for f in e["figures"]] == ["plots/figs-curves.png", "plots/figs-b.png"]
+    assert e["figures"][0]["lines"] == {"a": [[1, 2, 3], [1, 1, 1]], "b": [[0, 1], [5.0, 6.0]]}   # seed 0's data
+    assert [f["file"] for f in e["figures"]] == ["plots/figs-curves.png", "plots/figs-log_curves.png"]
     for f in e["figures"]:
         data = (tmp_path / f["file"]).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000
@@ -230,3 +228,16 @@ def test_the_page_is_offline_and_escapes_every_text(tmp_path):
     assert "http://" not in page and "//cdn" not in page and "@import" not in page and "<link" not in page
     srcs = [part.split('"')[0] for part in page.split('src="')[1:]]
     assert srcs == ["plots/fake_gauss-cumulative_mean.png"] and (tmp_path / srcs[0]).is_file()
+
+
+def test_the_console_table_has_a_row_per_experiment_with_its_verdict(tmp_path):
+    from kexue.experiments.summary import console_table
+    long_claim = "a claim " * 40
+    exps = [gaussian(claim=long_claim), from_metrics("miss", lambda s: {"m": 2.0}, [Check("m", "<", 1.0)])]
+    table = console_table(_run(exps, tmp_path))
+    rows = {line.split()[0]: line for line in table.splitlines() if line[:1].strip()}
+    assert " reproduced " in rows["fake_gauss"] and "not reproduced" not in rows["fake_gauss"]
+    assert "not reproduced" in rows["miss"]
+    assert "m 2 ✗" in rows["miss"]
+    assert "…" in table and len(table.splitlines()) < 12              # a long claim is cut to 3 lines
+    assert "2 experiments (quick): 1 reproduced, 0 partly, 1 not reproduced, 0 failed" in table

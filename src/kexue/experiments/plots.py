@@ -3,6 +3,7 @@ switch): one file per Figure, `plots/<experiment>-<figure>.png`, named in the en
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 __all__ = ["draw_all", "draw"]
@@ -31,8 +32,10 @@ def draw(fig: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     if len(fig["lines"]) > 1:
         ax.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, format="png", metadata={"Software": None})
+    with warnings.catch_warnings():    # a glyph missing from the default font (CJK) is not worth a warning per plot
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.tight_layout()
+        figure.savefig(path, format="png", metadata={"Software": None})
 
 
 def draw_all(results: dict, out_dir: Path) -> None:

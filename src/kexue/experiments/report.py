@@ -19,7 +19,7 @@ table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{border:1px s
 text-align:left;vertical-align:top}th{background:#f2f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .reproduced{background:#d9f2dc}.partly{background:#fff1c7}.not-reproduced{background:#f9d6d5}
 .failed{background:#e33;color:#fff;font-weight:bold}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;
-font-size:.8rem}img{max-width:100%;border:1px solid #eee;margin:.4rem 0}.meta{color:#555;font-size:.9rem}
+font-size:.8rem}td.held{white-space:nowrap}img{max-width:100%;border:1px solid #eee;margin:.4rem 0}.meta{color:#555;font-size:.9rem}
 """
 
 
@@ -58,7 +58,7 @@ def _section(e: dict, mode: str) -> str:
             f'<tr><td>{escape(c["label"] or c["metric"])}</td><td>{escape(c["condition"])}</td>'
             f'<td class="num">{escape(fmt(c["measured"]))}</td>'
             f'<td class="num">{escape(fmt(c["std"]) if len(e["seeds"]) > 1 else "")}</td>'
-            f'<td>{"✓ holds" if c["held"] else "✗ does not hold"}</td></tr>' for c in e["checks"])
+            f'<td class="held">{"✓ holds" if c["held"] else "✗ does not hold"}</td></tr>' for c in e["checks"])
         parts.append("<h3>Checks (seed means vs the article's target)</h3><table><tr><th>check</th>"
                      f"<th>target</th><th>measured</th><th>std</th><th>held</th></tr>{rows}</table>")
     if e["metrics"]:
@@ -74,8 +74,7 @@ def _section(e: dict, mode: str) -> str:
     for f in e["figures"]:
         if f.get("file"):
             parts.append(f'<figure><img src="{escape(f["file"])}" alt="{escape(f["title"])}">'
-                         f'<figcaption class="meta">{escape(f["title"])} (mean over {f["seeds_averaged"]} '
-                         f'seed(s))</figcaption></figure>')
+                         f'<figcaption class="meta">{escape(f["title"])} (seed 0)</figcaption></figure>')
         else:
             parts.append(f'<p class="meta">plot {escape(f["name"])} not drawn: {escape(f.get("plot_error", ""))}</p>')
     if e["error"]:

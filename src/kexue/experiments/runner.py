@@ -5,8 +5,7 @@
 the per-seed values), computes the verdict on the means with `base.verdict`, and writes
 
     out_dir/results.json   everything the page shows, machine-readable
-    out_dir/plots/*.png    one plot per Figure (lines averaged over seeds where all seeds share the x values,
-                           else the first seed's line); tables are the first seed's
+    out_dir/plots/*.png    one plot per Figure of the first seed (seed 0); tables are the first seed's too
     out_dir/index.html     the offline report (report.py)
 
 A crash, a malformed Measurement, a missing check metric or a non-finite metric is a *failure* (verdict
@@ -14,6 +13,7 @@ A crash, a malformed Measurement, a missing check metric or a non-finite metric 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -151,25 +151,12 @@ def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
     return out
 
 
-def _average_figures(per_seed: list[list[Figure]]) -> list[dict]:
-    """The first seed's figures as dicts, each line averaged over seeds when every seed has it on the same x."""
-    if not per_seed:
-        return []
-    out = []
-    for fig in per_seed[0]:
-        lines = {}
-        for label, (x, y) in fig.lines.items():
-            x, ys = [float(v) for v in x], []
-            for figs in per_seed:
-                other = next((g for g in figs if g.name == fig.name), None)
-                if other is None or label not in other.lines or [float(v) for v in other.lines[label][0]] != x:
-                    ys = [[float(v) for v in y]]
-                    break
-                ys.append([float(v) for v in other.lines[label][1]])
-            lines[label] = [x, [statistics.fmean(col) for col in zip(*ys)]]
-        out.append({"name": fig.name, "title": fig.title, "xlabel": fig.xlabel, "ylabel": fig.ylabel,
-                    "logy": bool(fig.logy), "lines": _jsonable(lines), "seeds_averaged": len(ys)})
-    return out
+def _first_seed_figures(figures: list[Figure]) -> list[dict]:
+    """The first seed's figures as JSON-safe dicts. Not averaged: a sample path or a scatter averaged over
+    seeds is no longer what any run produced; the spread over seeds is in the metrics' std."""
+    return [{"name": f.name, "title": f.title, "xlabel": f.xlabel, "ylabel": f.ylabel, "logy": bool(f.logy),
+             "lines": _jsonable({label: [[float(v) for v in x], [float(v) for v in y]]
+                                 for label, (x, y) in f.lines.items()})} for f in figures]
 
 
 def _entry(exp: Experiment | ImportFailure, mode: str) -> dict[str, Any]:
@@ -197,9 +184,8 @@ def run_one(exp: Experiment | ImportFailure, mode: str, seeds: int | None = None
             _seed_everything(seed)
             m = exp.run(mode, seed)
             per_seed.append(_validate_measurement(m, exp, seed))
-            figures.append(list(m.figures))
             if seed == 0:
-                tables = _jsonable(m.tables)
+                tables, figures = _jsonable(m.tables), list(m.figures)
             entry["seeds"].append(seed)
     except Exception:                     # noqa: BLE001 -- a crash is this experiment's failure, not the run's
         entry["error"] = traceback.format_exc()
@@ -209,11 +195,11 @@ def run_one(exp: Experiment | ImportFailure, mode: str, seeds: int | None = None
     entry["metrics"] = _aggregate(per_seed)
     means = {k: v["mean"] for k, v in entry["metrics"].items()}
     entry["checks"] = _jsonable([{"metric": c.metric, "op": c.op, "target": c.target, "tol": c.tol, "label": c.label,
-                        "condition": c.describe(), "measured": means.get(c.metric),
+                        "condition": dataclasses.replace(c, label="").describe(), "measured": means.get(c.metric),
                         "std": entry["metrics"].get(c.metric, {}).get("std"), "held": c.holds(means)}
                        for c in exp.checks])
     entry["tables"] = tables
-    entry["figures"] = _average_figures(figures) if not entry["error"] else []
+    entry["figures"] = _first_seed_figures(figures) if not entry["error"] else []
     entry["verdict"] = FAILED if entry["error"] else verdict(exp.checks, means)
     return entry
 

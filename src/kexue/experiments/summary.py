@@ -29,8 +29,16 @@ def summary_rows(results: dict) -> list[dict[str, str]]:
              "seconds": f"{e['seconds']:.1f}"} for e in results["experiments"]]
 
 
-def console_table(results: dict, claim_width: int = 48, measured_width: int = 52) -> str:
-    """A plain-text table; long claims and measurements wrap inside their column."""
+def _wrap(text: str, width: int, max_lines: int | None = None) -> list[str]:
+    lines = textwrap.wrap(text, width) or [""]
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [textwrap.shorten(" ".join(lines[max_lines - 1:]), width, placeholder=" …")]
+    return lines
+
+
+def console_table(results: dict, claim_width: int = 48, measured_width: int = 52, claim_lines: int = 3) -> str:
+    """A plain-text table; measurements wrap inside their column, claims are cut to `claim_lines` lines (the
+    report has them whole)."""
     rows = summary_rows(results)
     widths = {"article": max([len("article"), *(len(r["article"]) for r in rows)]), "claim": claim_width,
               "measured": measured_width, "verdict": len("not reproduced"), "seconds": 7}
@@ -45,8 +53,8 @@ def console_table(results: dict, claim_width: int = 48, measured_width: int = 52
     out = line({c: [c] for c in cols})
     out.append("  ".join("-" * widths[c] for c in cols))
     for r in rows:
-        out += line({c: (textwrap.wrap(r[c], widths[c]) or [""]) if c in ("claim", "measured") else [r[c]]
-                     for c in cols})
+        out += line({c: _wrap(r[c], widths[c], claim_lines) if c == "claim" else _wrap(r[c], widths[c])
+                     if c == "measured" else [r[c]] for c in cols})
     ok = sum(e["verdict"] == "reproduced" for e in results["experiments"])
     partly = sum(e["verdict"] == "partly" for e in results["experiments"])
     bad = sum(1 for e in results["experiments"] if e["error"])
