@@ -241,3 +241,12 @@ def test_the_console_table_has_a_row_per_experiment_with_its_verdict(tmp_path):
     assert "m 2 ✗" in rows["miss"]
     assert "…" in table and len(table.splitlines()) < 12              # a long claim is cut to 3 lines
     assert "2 experiments (quick): 1 reproduced, 0 partly, 1 not reproduced, 0 failed" in table
+
+
+def test_the_markdown_table_has_a_row_per_experiment(tmp_path):
+    from kexue.experiments.summary import markdown_table
+    exps = [gaussian(), from_metrics("mi|ss", lambda s: {"m": 2.0}, [Check("m", "<", 1.0)])]
+    md = markdown_table(_run(exps, tmp_path)).splitlines()
+    assert md[0].startswith("| article | measured (quick) |") and len(md) == 4
+    assert md[2].startswith("| [fake_gauss](https://kexue.fm/archives/0) | mean ")
+    assert md[3].startswith("| mi\\|ss | m 2 ✗ | not reproduced |")       # a | in a cell is escaped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 
-__all__ = ["fmt", "measured_text", "summary_rows", "console_table"]
+__all__ = ["fmt", "measured_text", "summary_rows", "console_table", "markdown_table"]
 
 
 def fmt(x: float | None) -> str:
@@ -62,3 +62,14 @@ def console_table(results: dict, claim_width: int = 48, measured_width: int = 52
     out.append(f"\n{len(rows)} experiments ({results['mode']}): {ok} reproduced, {partly} partly, "
                f"{len(rows) - ok - partly - bad} not reproduced, {bad} failed; {total:.1f} s")
     return "\n".join(out)
+
+
+def markdown_table(results: dict) -> str:
+    """The summary as a Markdown table (for the README): article (linked), measured, verdict, seconds."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+    lines = [f"| article | measured ({results['mode']}) | verdict | seconds |", "|---|---|---|---:|"]
+    for r, e in zip(summary_rows(results), results["experiments"]):
+        article = f"[{cell(r['article'])}]({e['url']})" if e["url"] else cell(r["article"])
+        lines.append(f"| {article} | {cell(r['measured'])} | {cell(r['verdict'])} | {r['seconds']} |")
+    return "\n".join(lines)
