@@ -45,7 +45,7 @@ def fake_registry(monkeypatch):
     """Two fake experiments (one reproduces, one does not) and one that crashes, in place of the articles."""
     import kexue.experiments.registry as registry
     import kexue.experiments.runner as runner
-    from kexue.experiments import Check, Measurement
+    from kexue.experiments import Check
 
     from tests.experiments.fakes import from_metrics, gaussian
 

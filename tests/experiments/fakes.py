@@ -22,7 +22,8 @@ def gaussian(name: str = "fake_gauss", **kw) -> Experiment:
     return Experiment(name, kw.pop("title", "假的 Gaussian <moments>"), "https://kexue.fm/archives/0",
                       kw.pop("claim", "the sample mean of N(0,1) is near 0 & the variance near 1"),
                       "200 standard normals per seed",
-                      kw.pop("checks", [Check("mean", "~", 0.0, "mean", tol=0.3), Check("var", "~", 1.0, "var", tol=0.3)]),
+                      kw.pop("checks", [Check("mean", "~", 0.0, "mean", tol=0.3),
+                                        Check("var", "~", 1.0, "var", tol=0.3)]),
                       kw.pop("run", gaussian_run), **kw)
 
 

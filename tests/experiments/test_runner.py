@@ -149,6 +149,22 @@ def test_a_crash_or_a_missing_number_is_a_failure_and_the_others_still_run(tmp_p
     assert "bad" in (tmp_path / "index.html").read_text()
 
 
+@pytest.mark.parametrize("seeds, message", [
+    ({"quick": 0}, "fake_gauss: seeds for mode 'quick' must be an int >= 1, got 0"),
+    ({"full": 2}, "fake_gauss: seeds for mode 'quick' must be an int, got None"),
+    ({"quick": 1.0}, "must be an int, got 1.0"),
+])
+def test_a_bad_seed_count_is_that_experiments_failure(tmp_path, seeds, message):
+    e = _by_name(_run([gaussian(seeds=seeds)], tmp_path))["fake_gauss"]
+    assert e["verdict"] == FAILED and message in e["error"] and e["seeds"] == []
+
+
+def test_a_figure_with_non_numbers_is_a_failure(tmp_path):
+    run = lambda mode, seed: Measurement({"m": 0.5}, figures=[Figure("f", "t", "x", "y", {"l": (["a"], [1.0])})])
+    e = _by_name(_run([Experiment("badfig", "t", "", "c", "s", [Check("m", "<", 1.0)], run)], tmp_path))["badfig"]
+    assert e["verdict"] == FAILED and "could not convert string to float: 'a'" in e["error"]
+
+
 def test_a_claim_that_does_not_reproduce_is_a_result_not_a_failure(tmp_path):
     exp = from_metrics("miss", lambda s: {"m": 2.0}, [Check("m", "<", 1.0)])
     results = _run([exp], tmp_path)

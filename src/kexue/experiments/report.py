@@ -19,7 +19,8 @@ table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{border:1px s
 text-align:left;vertical-align:top}th{background:#f2f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .reproduced{background:#d9f2dc}.partly{background:#fff1c7}.not-reproduced{background:#f9d6d5}
 .failed{background:#e33;color:#fff;font-weight:bold}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;
-font-size:.8rem}td.held{white-space:nowrap}img{max-width:100%;border:1px solid #eee;margin:.4rem 0}.meta{color:#555;font-size:.9rem}
+font-size:.8rem}td.held{white-space:nowrap}
+img{max-width:100%;border:1px solid #eee;margin:.4rem 0}.meta{color:#555;font-size:.9rem}
 """
 
 

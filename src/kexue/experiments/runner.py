@@ -174,32 +174,34 @@ def run_one(exp: Experiment | ImportFailure, mode: str, seeds: int | None = None
     entry = _entry(exp, mode)
     if isinstance(exp, ImportFailure):
         return entry
-    n = seeds if seeds is not None else exp.seeds.get(mode, 1)
     per_seed, figures, tables = [], [], {}
     t0 = time.perf_counter()
-    bar = tqdm(range(n), desc=f"{exp.name:<28}", unit="seed", disable=not progress, file=sys.stderr,
-               leave=True, dynamic_ncols=True)
+    bar = None
     try:
+        n = check_int(f"{exp.name}: seeds for mode {mode!r}", seeds if seeds is not None else exp.seeds.get(mode), 1)
+        bar = tqdm(range(n), desc=f"{exp.name:<28}", unit="seed", disable=not progress, file=sys.stderr,
+                   leave=True, dynamic_ncols=True)
         for seed in bar:
             _seed_everything(seed)
             m = exp.run(mode, seed)
             per_seed.append(_validate_measurement(m, exp, seed))
             if seed == 0:
-                tables, figures = _jsonable(m.tables), list(m.figures)
+                tables, figures = _jsonable(m.tables), _first_seed_figures(m.figures)
             entry["seeds"].append(seed)
     except Exception:                     # noqa: BLE001 -- a crash is this experiment's failure, not the run's
         entry["error"] = traceback.format_exc()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     entry["seconds"] = time.perf_counter() - t0
     entry["metrics"] = _aggregate(per_seed)
     means = {k: v["mean"] for k, v in entry["metrics"].items()}
-    entry["checks"] = _jsonable([{"metric": c.metric, "op": c.op, "target": c.target, "tol": c.tol, "label": c.label,
-                        "condition": dataclasses.replace(c, label="").describe(), "measured": means.get(c.metric),
-                        "std": entry["metrics"].get(c.metric, {}).get("std"), "held": c.holds(means)}
-                       for c in exp.checks])
+    entry["checks"] = _jsonable([
+        {"metric": c.metric, "op": c.op, "target": c.target, "tol": c.tol, "label": c.label,
+         "condition": dataclasses.replace(c, label="").describe(), "measured": means.get(c.metric),
+         "std": entry["metrics"].get(c.metric, {}).get("std"), "held": c.holds(means)} for c in exp.checks])
     entry["tables"] = tables
-    entry["figures"] = _first_seed_figures(figures) if not entry["error"] else []
+    entry["figures"] = figures if not entry["error"] else []
     entry["verdict"] = FAILED if entry["error"] else verdict(exp.checks, means)
     return entry
 
