@@ -61,7 +61,7 @@ def fit_nce(data: torch.Tensor, noise: torch.Tensor, noise_dist: GaussianNoiseDi
 
     opt.step(closure)
     a, b, gamma = params.detach().tolist()
-    return a, b, gamma, opt.state[opt._params[0]]["n_iter"]
+    return a, b, gamma, opt.state[params]["n_iter"]
 
 
 def run(mode: str, seed: int) -> Measurement:
@@ -69,7 +69,7 @@ def run(mode: str, seed: int) -> Measurement:
     n, k = SIZES[mode], 5
     noise_dist = GaussianNoiseDistribution(std=NOISE_STD)
     data = sample_quartic(n, gen)                                                  # [N]
-    noise = NOISE_STD * torch.randn(n, k, generator=gen, dtype=torch.float64)      # [N, k]
+    noise = NOISE_STD * torch.randn(n, k, generator=gen, dtype=torch.float64)      # [N, k], float64 (.sample: float32)
     log_z = log_partition()
     a, b, gamma, iters = fit_nce(data, noise, noise_dist, correct_noise=True)
 
@@ -111,7 +111,8 @@ EXPERIMENT = Experiment(
     title="“噪声对比估计”杂谈：曲径通幽之妙 (Notes on noise-contrastive estimation)",
     url="https://kexue.fm/archives/5617",
     claim="NCE with a learnable gamma recovers an unnormalised density and its normaliser: on "
-          "p ∝ exp(-x² - 0.5x⁴) the 3-seed mean fit gives |â-1| < 0.03, |b̂-0.5| < 0.03, |γ̂ - log Z| < 0.02 (log Z = 0.3963); "
+          "p ∝ exp(-x² - 0.5x⁴) the 3-seed mean fit gives |â-1| < 0.03, |b̂-0.5| < 0.03, |γ̂ - log Z| < 0.02 "
+          "(log Z = 0.3963); "
           "without the log(kU) correction it learns log p - log U (within 0.05 where p is high).",
     setup="10^5 rejection samples of exp(-x² - 0.5x⁴), noise N(0, 1.5²), k = 5, model G = -ax² - bx⁴ with a "
           "learnable γ, full-batch L-BFGS (float64) on kexue.nn.nce_loss; log Z by the trapezoid rule. The "
