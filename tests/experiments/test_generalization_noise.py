@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kexue.experiments import NOT_REPRODUCED, PARTLY, REPRODUCED, MODES, verdict
-from kexue.experiments.generalization_noise import EXPERIMENT, digits_split, run
+from kexue.experiments._digits import standardised_digits
+from kexue.experiments.generalization_noise import EXPERIMENT, run
 
 METRICS = {"baseline_acc", "output_gp_acc", "vat_acc", "vat_gain_pt", "output_gp_gain_pt", "vat_over_gp_pt",
            "supervised_erm_acc", "fgm_delta_pt", "gp_delta_pt"}
@@ -21,13 +22,15 @@ def test_smoke_run_produces_every_metric_finite_and_repeats():
     assert a.figures and all(len(x) == len(y) for x, y in a.figures[0].lines.values())
 
 
-def test_digits_split_is_standardised_on_the_training_part():
-    x_tr, y_tr, x_te, y_te = digits_split(3, n_test=360)
+def test_standardised_digits_are_standardised_on_the_training_part():
+    x_tr, y_tr, x_te, y_te = standardised_digits(3, n_test=360)
     assert x_tr.shape == (1797 - 360, 64) and x_te.shape == (360, 64)
     assert torch.allclose(x_tr.mean(0), torch.zeros(64), atol=1e-5)
     std = x_tr.std(0, unbiased=False)
     assert torch.all(((std - 1).abs() < 1e-4) | (std == 0))          # constant pixels stay 0
     assert set(y_tr.tolist()) == set(range(10))
+    with pytest.raises(ValueError, match="n_test"):
+        standardised_digits(0, n_test=1797)                          # nothing left to train on
 
 
 @pytest.mark.parametrize("metrics, expected", [

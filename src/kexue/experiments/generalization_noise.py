@@ -8,12 +8,12 @@ regularisers are `kexue.regularizers` (output_gradient_penalty, VAT, FGM, input_
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue._validate import check_choice
+from kexue.experiments._digits import standardised_digits
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.regularizers import FGM, VAT, input_gradient_penalty, output_gradient_penalty
 
@@ -22,20 +22,6 @@ _BUDGET = {"quick": (120, 15, 10), "full": (300, 60, 20), "smoke": (4, 1, 2)}
 _GP_WEIGHT = 1.0          # output-GP weight (kind="kl"); the spec fixes no value
 _VAT_EPS = 2.0            # standardised-pixel L2 units, per sample (spec)
 _VAT_XI = 1e-6 * 8.0      # 1e-6 * sqrt(64) (spec)
-
-
-def digits_split(seed: int, n_test: int, dtype=torch.float32) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """scikit-learn's digits, shuffled by `seed`: (x_train, y_train, x_test, y_test), pixels standardised with
-    the training statistics (constant pixels stay 0).  x [N, 64], y [N]."""
-    from sklearn.datasets import load_digits
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(seed).permutation(len(y))
-    x, y = x[order], y[order]
-    x_tr, x_te = x[n_test:], x[:n_test]
-    mu, sd = x_tr.mean(0), x_tr.std(0)
-    sd[sd == 0] = 1.0
-    as_t = lambda a: torch.tensor((a - mu) / sd, dtype=dtype)   # noqa: E731
-    return as_t(x_tr), torch.tensor(y[n_test:]), as_t(x_te), torch.tensor(y[:n_test])
 
 
 def _mlp(hidden: int = 128) -> nn.Sequential:
@@ -101,7 +87,7 @@ def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
     check_choice("mode", mode, tuple(_BUDGET))
     epochs, sup_epochs, every = _BUDGET[mode]
-    x_tr, y_tr, x_te, y_te = digits_split(seed, n_test=360)
+    x_tr, y_tr, x_te, y_te = standardised_digits(seed, n_test=360)
     n_lab = int(round(0.05 * len(y_tr)))                       # ~72 labelled images
     data = (x_tr[:n_lab], y_tr[:n_lab], x_tr[n_lab:], x_te, y_te)
     acc, curves = {}, {}

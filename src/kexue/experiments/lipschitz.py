@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from kexue._validate import check_choice
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
-from kexue.experiments.generalization_noise import digits_split
+from kexue.experiments._digits import standardised_digits
 from kexue.regularizers import (
     SpectralNormRegularizer, apply_spectral_norm, gradient_penalty, lipschitz_upper_bound, project_spectral_norm_,
     wgan_critic_loss, wgan_generator_loss,
@@ -161,7 +161,7 @@ def run(mode: str, seed: int) -> Measurement:
     metrics["sn_speedup"] = metrics["gp_sec_per_step"] / metrics["sn_sec_per_step"]
     metrics["post_step_modes_deficit"] = metrics["sn_modes"] - metrics["post_step_modes"]
     metrics["post_step_good_deficit"] = metrics["sn_good_fraction"] - metrics["post_step_good_fraction"]
-    data = digits_split(seed, n_test=360)
+    data = standardised_digits(seed, n_test=360)
     reg_rows = [_train_regularised(k, lam, data, epochs, seed)
                 for k, lams in (("l2", l2_lams), ("snr", snr_lams)) for lam in lams]
     s, l = _matched_pair(reg_rows)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from kexue._validate import check_choice
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
-from kexue.experiments.generalization_noise import digits_split
+from kexue.experiments._digits import standardised_digits
 from kexue.regularizers import SamplePairingSchedule, linearity_gap, mixup, sample_pairing
 
 # mode -> (epochs, hidden width, test pairs for the gap)
@@ -74,7 +74,7 @@ def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
     check_choice("mode", mode, tuple(_BUDGET))
     epochs, hidden, n_pairs = _BUDGET[mode]
-    x_all, y_all, x_te, y_te = digits_split(seed, n_test=1297)     # 500 training images: overfitting on purpose
+    x_all, y_all, x_te, y_te = standardised_digits(seed, n_test=1297)     # 500 training images: overfitting on purpose
     metrics, rows = {}, []
     for arm in _ARMS:
         model = _train(arm, x_all, y_all, epochs, hidden, seed)
