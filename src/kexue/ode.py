@@ -82,7 +82,8 @@ class ParametricODE(nn.Module):
         self.names = list(init)
 
     def params(self) -> dict[str, Tensor]:
-        p = {"none": self.theta, "log": self.theta.exp(), "scale": self.theta * self.init_values}[self.transform]
+        th = self.theta                                   # only the chosen transform: this runs at every step
+        p = th if self.transform == "none" else th.exp() if self.transform == "log" else th * self.init_values
         return dict(zip(self.names, p.unbind()))
 
     def forward(self, x: Tensor, t: float = 0.0) -> Tensor:
