@@ -1,5 +1,6 @@
-"""Decoding speed (https://kexue.fm/archives/6933): kexue.generation.generate vs transformers.generate on one
-set of random GPT-2-small weights; UniLM seq2seq on a BERT-base config, KV-cached vs recompute-every-step
+"""Decoding speed (https://kexue.fm/archives/6933): kexue.generation.generate, eager and compiled
+(`compile=True`), vs transformers.generate (eager; with --hf-compile also its static cache + torch.compile) on
+one set of random GPT-2-small weights; UniLM seq2seq on a BERT-base config, KV-cached vs recompute-every-step
 (bert4keras's way) and vs bert4torch when its venv exists; fp32 and bf16 weights.
 
 Each row also states the weight-read floor: the time of every linear layer and the LM head applied to one
@@ -62,7 +63,21 @@ def linear_weights(model, lm_head: torch.Tensor) -> list[torch.Tensor]:
     return [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)] + [lm_head]
 
 
-def gpt2_rows(runs: int, new: int, prompt: int) -> list[dict]:
+def hf_compiled(hf):
+    """transformers' own compiled decoding (static cache + torch.compile of forward), or None where it does not
+    compile here."""
+    try:
+        hf.generation_config.cache_implementation = "static"
+        hf.forward = torch.compile(hf.forward, dynamic=False)
+        return hf
+    except Exception as e:                                        # noqa: BLE001 - reported in the table
+        print(f"transformers compiled row skipped: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+
+
+def gpt2_rows(runs: int, new: int, prompt: int, dtypes: list[torch.dtype], compiled_peer: bool) -> list[dict]:
+    """GPT-2 small (random weights): kexue eager, kexue compiled (generate(compile=True)), transformers eager
+    (and compiled with --hf-compile); greedy batch 1 and 8, beam 4."""
     torch.manual_seed(0)
     hf = T.GPT2LMHeadModel(T.GPT2Config()).eval()                    # GPT-2 small, random weights
     hf.generation_config.eos_token_id = None
@@ -70,32 +85,107 @@ def gpt2_rows(runs: int, new: int, prompt: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)
         kx = kexue.build_transformer_model(checkpoint=d).eval()
+    hf_c = None
+    if compiled_peer:
+        hf_c = T.GPT2LMHeadModel(hf.config).eval()
+        hf_c.load_state_dict(hf.state_dict())
+        hf_c.generation_config.eos_token_id, hf_c.generation_config.pad_token_id = None, 0
+        hf_c = hf_compiled(hf_c)
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
-        hf.to(dtype), kx.to(dtype)
+    for dtype in dtypes:
+        for m in (hf, kx, hf_c):
+            if m is not None:
+                m.to(dtype)
         floor, nbytes = weight_floor(linear_weights(kx, kx.embeddings.word.weight))
         for batch, beams in ((1, 1), (8, 1), (1, 4)):
             ids = torch.randint(100, 50000, (batch, prompt), generator=torch.Generator().manual_seed(batch))
             mask = torch.ones_like(ids)
 
-            def ours():
-                return generate(kx, ids, attention_mask=mask, max_new_tokens=new, end_id=None, num_beams=beams)
+            def ours(compile: bool):
+                return lambda: generate(kx, ids, attention_mask=mask, max_new_tokens=new, stop_at_eos=False,
+                                        num_beams=beams, compile=compile).sequences
 
-            def theirs():
-                with torch.inference_mode():
-                    return hf.generate(ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
-                                       num_beams=beams, early_stopping=False, length_penalty=0.0)
-            if beams == 1:
-                a, b = ours(), theirs()[:, prompt:]
-                same = all(x.tolist() == y.tolist() for x, y in zip(a, b))
-            else:
-                same = None
-            t = interleave({"kexue": ours, "peer": theirs}, runs)
+            def theirs(model):
+                def run():
+                    with torch.inference_mode():
+                        return model.generate(ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                                              num_beams=beams, early_stopping=False,
+                                              length_penalty=0.0)[:, prompt:]
+                return run
+            fns = {"eager": ours(False), "compiled": ours(True), "transformers": theirs(hf)}
+            if hf_c is not None:
+                fns["transformers compiled"] = theirs(hf_c)
+            outs = {k: f() for k, f in fns.items()}                   # also the compile warm-up
+            ref = outs["transformers"]
+            same = {k: bool(torch.equal(v, ref)) for k, v in outs.items() if k != "transformers"}
+            t = interleave(fns, runs, warmup=0)
             rows.append(dict(case=f"GPT-2 small greedy B={batch}" if beams == 1 else f"GPT-2 small beam {beams}",
-                             dtype=str(dtype).replace("torch.", ""), peer="transformers", kexue=t["kexue"],
-                             other=t["peer"], new=new * batch if beams == 1 else new, steps=new, floor=floor,
+                             dtype=str(dtype).replace("torch.", ""), times=t, steps=new, floor=floor,
                              nbytes=nbytes, same=same))
     return rows
+
+
+@torch.inference_mode()
+def step_rows(runs: int, prompt: int, batches=(1, 8)) -> list[dict]:
+    """One cached decode step alone (no prefill, no sampling loop): kexue eager vs compiled vs the weight-read
+    floor, interleaved per round, GPT-2 small fp32 (the issue's batch-1 target: within 1.1x of the floor)."""
+    from kexue.generation.generate import _decode_step
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        T.GPT2LMHeadModel(T.GPT2Config()).save_pretrained(d)
+        kx = kexue.build_transformer_model(checkpoint=d).eval()
+    weights = linear_weights(kx, kx.embeddings.word.weight)
+    out = []
+    for batch in batches:
+        ids = torch.randint(100, 50000, (batch, prompt), generator=torch.Generator().manual_seed(batch))
+        p = kx.prepare_decoding(ids, torch.ones_like(ids), max_new_tokens=64)
+        steps = {"eager": _decode_step(kx, False), "compiled": _decode_step(kx, True)}
+
+        def per_step(step, n=32):
+            kx.setup_caches(batch, p.decoder_len + 64)
+            tok = kx.prefill(p.rows, ids[:, :0], p.extra).argmax(-1, keepdim=True)
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                tok = step(tok).argmax(-1, keepdim=True)
+                times.append(time.perf_counter() - t0)
+            return statistics.median(times)
+        per_step(steps["compiled"], 2)                                 # compile
+        res = {"eager": [], "compiled": [], "floor": []}
+        for _ in range(runs):
+            res["eager"].append(per_step(steps["eager"]))
+            res["compiled"].append(per_step(steps["compiled"]))
+            res["floor"].append(weight_floor(weights)[0])
+        med = {k: statistics.median(v) for k, v in res.items()}
+        out.append(dict(batch=batch, **med, nbytes=weight_floor(weights)[1]))
+    return out
+
+
+def step_table(rows: list[dict]) -> str:
+    out = ["| GPT-2 small fp32, one decode step | eager ms | compiled ms | floor ms | eager/floor | compiled/floor |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| batch {r['batch']} | {1e3 * r['eager']:.1f} | {1e3 * r['compiled']:.1f} | "
+                   f"{1e3 * r['floor']:.1f} ({r['nbytes'] / r['floor'] / 1e9:.0f} GB/s) | "
+                   f"{r['eager'] / r['floor']:.2f} | {r['compiled'] / r['floor']:.2f} |")
+    return "\n".join(out)
+
+
+def gpt2_table(rows: list[dict]) -> str:
+    """ms per decoding step of each variant; ratios: step / weight-read floor and transformers / kexue."""
+    names = [k for k in rows[0]["times"]] if rows else []
+    out = ["| case | dtype | " + " | ".join(f"{n} ms/step" for n in names) + " | floor ms/step | "
+           "compiled/floor | eager/floor | transformers/compiled | transformers/eager | same tokens as transformers |",
+           "|---|---|" + "---|" * (len(names) + 6)]
+    for r in rows:
+        ms = {k: 1e3 * v["wall"] / r["steps"] for k, v in r["times"].items()}
+        fl = 1e3 * r["floor"]
+        out.append(f"| {r['case']} | {r['dtype']} | " + " | ".join(f"{ms[n]:.1f}" for n in names)
+                   + f" | {fl:.1f} ({r['nbytes'] / r['floor'] / 1e9:.0f} GB/s) | {ms['compiled'] / fl:.2f} | "
+                   f"{ms['eager'] / fl:.2f} | {ms['transformers'] / ms['compiled']:.2f} | "
+                   f"{ms['transformers'] / ms['eager']:.2f} | "
+                   + ", ".join(f"{k}: {v}" for k, v in r["same"].items()) + " |")
+    return "\n".join(out)
 
 
 class B4TWorker:
@@ -138,8 +228,9 @@ def unilm_rows(runs: int, new: int, src_len: int) -> list[dict]:
     for dtype in (torch.float32, torch.bfloat16):
         kx.to(dtype)
         floor, nbytes = weight_floor(linear_weights(kx, kx.embeddings.word.weight))
-        cached = lambda: generate(kx, ids, segment_ids=seg, max_new_tokens=new, end_id=None)
-        recompute = lambda: generate(kx, ids, segment_ids=seg, max_new_tokens=new, end_id=None, use_cache=False)
+        cached = lambda: generate(kx, ids, segment_ids=seg, max_new_tokens=new, stop_at_eos=False).trimmed()
+        recompute = lambda: generate(kx, ids, segment_ids=seg, max_new_tokens=new, stop_at_eos=False,
+                                     use_cache=False).trimmed()
         t = interleave({"kexue": cached, "peer": recompute}, max(3, runs // 2))
         same = [s.tolist() for s in cached()] == [s.tolist() for s in recompute()]
         name = str(dtype).replace("torch.", "")
@@ -186,23 +277,33 @@ def main():
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--src", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--only", choices=["gpt2", "unilm"], default=None)
+    ap.add_argument("--only", choices=["gpt2", "unilm", "step"], default=None)
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated torch dtypes")
+    ap.add_argument("--hf-compile", action="store_true", help="add transformers with a static cache + torch.compile")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from _machine import print_header; print_header()  # CPU, threads, SIMD level, native bf16
     T.logging.set_verbosity_error()
-    rows = []
+    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    gpt2, rows, steps = [], [], []
+    if args.only in (None, "step"):
+        steps = step_rows(args.runs, args.prompt)
     if args.only in (None, "gpt2"):
-        rows += gpt2_rows(args.runs, args.new, args.prompt)
+        gpt2 = gpt2_rows(args.runs, args.new, args.prompt, dtypes, args.hf_compile)
     if args.only in (None, "unilm"):
         rows += unilm_rows(args.runs, args.new, args.src)
     print(f"torch {torch.__version__}, transformers {T.__version__}, {args.threads} threads, "
           f"{time.strftime('%Y-%m-%d')}; medians of {args.runs} interleaved runs; speed-up = peer time / kexue time")
-    print(table(rows))
+    if steps:
+        print(step_table(steps))
+    if gpt2:
+        print(gpt2_table(gpt2))
+    if rows:
+        print(table(rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(steps + gpt2 + rows, f, indent=1)
 
 
 if __name__ == "__main__":
