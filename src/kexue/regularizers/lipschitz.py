@@ -148,12 +148,16 @@ def project_spectral_norm_(model: nn.Module, types: tuple[type, ...] = (nn.Linea
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     clip_only = check_bool("clip_only", clip_only)
-    for m in model.modules():
-        if isinstance(m, types):
-            w = _as_matrix(m.weight, "torch")
-            sigma = torch.linalg.matrix_norm(w.to(torch.promote_types(w.dtype, torch.float32)), ord=2)
-            sigma = sigma.to(w.dtype)
-            m.weight.div_(sigma.clamp_min(1.0) if clip_only else sigma.clamp_min(torch.finfo(sigma.dtype).tiny))
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, types)]
+    for name, m in layers:          # check all before changing any
+        if not torch.isfinite(m.weight).all():
+            raise ValueError(f"project_spectral_norm_: the weight of layer {name or type(m).__name__!r} has "
+                             "non-finite values (NaN or inf); expected finite weights")
+    for _, m in layers:
+        w = _as_matrix(m.weight, "torch")
+        sigma = torch.linalg.matrix_norm(w.to(torch.promote_types(w.dtype, torch.float32)), ord=2)
+        sigma = sigma.to(w.dtype)
+        m.weight.div_(sigma.clamp_min(1.0) if clip_only else sigma.clamp_min(torch.finfo(sigma.dtype).tiny))
     return model
 
 
