@@ -5,7 +5,9 @@ import math
 import pytest
 
 from kexue.experiments import NOT_REPRODUCED, PARTLY, REPRODUCED, MODES, verdict
-from kexue.experiments.mixup import EXPERIMENT, pairing_schedule, run
+import torch
+
+from kexue.experiments.mixup import EXPERIMENT, gap_along_segment, normalised_gap, pairing_schedule, run
 
 ARMS = ("erm", "mixup_0.2", "mixup_1", "sample_pairing")
 METRICS = {f"{a}_{m}" for a in ARMS for m in ("acc", "nll", "gap")} | {
@@ -19,6 +21,22 @@ def test_smoke_run_produces_every_metric_finite_and_repeats():
     assert a.metrics == b.metrics
     assert {c.metric for c in EXPERIMENT.checks} <= METRICS
     assert all(0 <= a.metrics[f"{arm}_acc"] <= 1 and a.metrics[f"{arm}_gap"] >= 0 for arm in ARMS)
+
+
+def test_gap_is_zero_for_affine_probabilities_and_positive_for_a_step():
+    """softmax(log q(x)) = q(x) when q sums to 1: with q affine in x the gap vanishes (the functional equation's
+    solutions); a sharp two-class switch is far from affine."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(300, 4, generator=g, dtype=torch.float64)
+    base = torch.full((3,), 1 / 3, dtype=torch.float64)
+    A = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    A = 0.5 * (A - A.mean(1, keepdim=True))                            # rows sum to 0: q stays a distribution
+    affine = lambda z: torch.log(base + z @ A)                         # noqa: E731
+    assert normalised_gap(affine, x, 500, 0) < 1e-12
+    assert max(gap_along_segment(affine, x, 100, 0)) < 1e-12
+    step = lambda z: torch.stack([50 * z[:, 0], -50 * z[:, 0]], 1)     # noqa: E731
+    assert normalised_gap(step, x, 500, 0) > 0.1
+    assert normalised_gap(lambda z: torch.zeros(len(z), 3), x, 50, 0) == 0.0     # constant: affine, no pairs
 
 
 def test_pairing_schedule_at_300_epochs_is_the_specs():

@@ -59,7 +59,7 @@ def _train(arm: str, x: Tensor, y: Tensor, epochs: int, hidden: int, seed: int) 
 @torch.no_grad()
 def normalised_gap(model: nn.Module, x: Tensor, n_pairs: int, seed: int) -> float:
     """Mean over random test pairs (eps ~ U(0, 1)) of linearity_gap of the class probabilities divided by
-    ||p(x_a) - p(x_b)||; pairs with (numerically) equal predictions are skipped."""
+    ||p(x_a) - p(x_b)||; pairs with (numerically) equal predictions are skipped (all skipped: 0)."""
     g = torch.Generator().manual_seed(seed + 7)
     a, b = torch.randint(0, len(x), (n_pairs,), generator=g), torch.randint(0, len(x), (n_pairs,), generator=g)
     eps = torch.rand(n_pairs, generator=g)
@@ -67,7 +67,24 @@ def normalised_gap(model: nn.Module, x: Tensor, n_pairs: int, seed: int) -> floa
     gap = linearity_gap(prob, x[a], x[b], eps)
     scale = (prob(x[a]) - prob(x[b])).norm(dim=1)
     keep = scale > 1e-3
-    return float((gap[keep] / scale[keep]).mean())
+    return float((gap[keep] / scale[keep]).mean()) if keep.any() else 0.0     # a constant model is affine
+
+
+@torch.no_grad()
+def gap_along_segment(model: nn.Module, x: Tensor, n_pairs: int, seed: int, grid: int = 9) -> list[float]:
+    """The mean normalised gap at eps = 0.1, 0.2, ..., 0.9 (the same pairs at every eps): 0 at both ends for
+    any model, and flat at 0 for an affine one."""
+    g = torch.Generator().manual_seed(seed + 8)
+    a, b = torch.randint(0, len(x), (n_pairs,), generator=g), torch.randint(0, len(x), (n_pairs,), generator=g)
+    prob = lambda z: model(z).softmax(-1)                          # noqa: E731
+    scale = (prob(x[a]) - prob(x[b])).norm(dim=1)
+    keep = scale > 1e-3
+    out = []
+    for k in range(1, grid + 1):
+        eps = torch.full((n_pairs,), k / (grid + 1))
+        gap = linearity_gap(prob, x[a], x[b], eps)
+        out.append(float((gap[keep] / scale[keep]).mean()) if keep.any() else 0.0)
+    return out
 
 
 def run(mode: str, seed: int) -> Measurement:
@@ -75,7 +92,7 @@ def run(mode: str, seed: int) -> Measurement:
     check_choice("mode", mode, tuple(_BUDGET))
     epochs, hidden, n_pairs = _BUDGET[mode]
     x_all, y_all, x_te, y_te = standardised_digits(seed, n_test=1297)     # 500 training images: overfitting on purpose
-    metrics, rows = {}, []
+    metrics, rows, segment = {}, [], {}
     for arm in _ARMS:
         model = _train(arm, x_all, y_all, epochs, hidden, seed)
         with torch.no_grad():
@@ -84,6 +101,7 @@ def run(mode: str, seed: int) -> Measurement:
         nll = float(F.cross_entropy(logits, y_te))
         gap = normalised_gap(model, x_te, n_pairs, seed)
         metrics.update({f"{arm}_acc": acc, f"{arm}_nll": nll, f"{arm}_gap": gap})
+        segment[arm] = gap_along_segment(model, x_te, n_pairs // 4, seed)
         rows.append({"arm": arm, "test accuracy": acc, "test NLL": nll, "normalised linearity gap": gap})
     erm_gap, mix_gap = metrics["erm_gap"], metrics["mixup_1_gap"]
     metrics["gap_reduction"] = 1.0 - mix_gap / erm_gap
@@ -91,9 +109,10 @@ def run(mode: str, seed: int) -> Measurement:
     # where SamplePairing's gap sits between ERM (0) and mixup alpha=1 (1)
     metrics["sample_pairing_gap_position"] = (erm_gap - metrics["sample_pairing_gap"]) / (erm_gap - mix_gap) \
         if erm_gap != mix_gap else float("nan")
-    fig = Figure("linearity_gap_by_arm", "Normalised linearity gap of p(y|x) on random test pairs",
-                 "arm (0 = ERM, 1 = mixup 0.2, 2 = mixup 1, 3 = SamplePairing)", "gap / ||p(x_a) - p(x_b)||",
-                 {"gap": (list(range(len(_ARMS))), [metrics[f"{a}_gap"] for a in _ARMS])})
+    grid = [k / 10 for k in range(1, 10)]
+    fig = Figure("linearity_gap_along_segment", "Normalised linearity gap of p(y|x) between random test pairs",
+                 "eps (x = eps x_a + (1 - eps) x_b)", "gap / ||p(x_a) - p(x_b)||",
+                 {arm: (grid, segment[arm]) for arm in _ARMS})
     return Measurement(metrics, tables={"arms": rows}, figures=[fig])
 
 
