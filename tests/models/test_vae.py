@@ -177,3 +177,14 @@ def test_anchor_errors_are_named():
     a.snapshot(torch.randn(4, 2))
     with pytest.raises(ValueError, match="snapshot shape"):
         a.penalty(torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_non_finite_pixels_are_refused_not_passed_on(likelihood):
+    m = VAE(4, 2, hidden_size=8, likelihood=likelihood)
+    x = torch.rand(2, 4)
+    x[1, 3] = float("nan")  # NaN slips past a [0, 1] range check: it must be refused by itself
+    with pytest.raises(ValueError, match="x must be finite"):
+        m.loss(x)
+    with pytest.raises(ValueError, match="x must be finite"):
+        iwae_bound(m, x, k=3)

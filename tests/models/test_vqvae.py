@@ -132,3 +132,21 @@ def test_bad_inputs_are_named():
         prior(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="temperature"):
         prior.sample(2, 3, temperature=0.0)
+
+
+def test_non_finite_input_is_refused():
+    x = torch.rand(2, 6)
+    x[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="x must be finite"):
+        _model()(x)
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_not_nan():
+    torch.manual_seed(0)
+    prior = CodePrior(5, embedding_size=4, hidden_size=8)
+    codes = prior.sample(3, 4, temperature=5e-287)  # 5e-287 is 0 in float32: (l - max) / T was 0 / 0
+    greedy = torch.zeros(1, 0, dtype=torch.long)
+    for _ in range(4):  # argmax decoding, token by token
+        nxt = prior(torch.cat([greedy, greedy.new_zeros(1, 1)], 1))[:, -1].argmax(-1, keepdim=True)
+        greedy = torch.cat([greedy, nxt], 1)
+    assert torch.equal(codes, greedy.expand(3, 4))

@@ -59,6 +59,9 @@ class VAE(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: x must be [batch, input_size={self.input_size}], "
                              f"got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():  # NaN would slip past the range check below and poison the loss
+            raise ValueError(f"{type(self).__name__}: x must be finite, got a non-finite value "
+                             f"{x[~torch.isfinite(x)][0].item()}")
         if self.likelihood == "bernoulli" and x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError(f"{type(self).__name__}(likelihood='bernoulli'): x must lie in [0, 1], got range "
                              f"[{x.min().item():g}, {x.max().item():g}]")

@@ -51,6 +51,8 @@ class VQAutoencoder(nn.Module):
         """x [B, input_size] -> continuous codes z [B, num_tokens, embedding_size]."""
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"VQAutoencoder: x must be [batch, input_size={self.input_size}], got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"VQAutoencoder: x must be finite, got a non-finite value {x[~torch.isfinite(x)][0].item()}")
         return self.encoder(x).unflatten(1, (self.num_tokens, self.embedding_size))
 
     def decode(self, z_q: Tensor) -> Tensor:
@@ -129,7 +131,8 @@ class CodePrior(nn.Module):
         state, out = None, []
         for _ in range(length):
             h, state = self.rnn(self.embedding(token), state)  # [n, 1, H]
-            probs = (self.out(h[:, -1]) / temperature).softmax(-1)
+            logits = self.out(h[:, -1]).double()  # shift, float64: (l - max) / T has no 0/0 for any float T > 0
+            probs = ((logits - logits.amax(-1, keepdim=True)) / temperature).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator)  # [n, 1]
             out.append(token)
         return torch.cat(out, 1)
