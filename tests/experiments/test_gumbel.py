@@ -12,7 +12,7 @@ from kexue.experiments.gumbel import (EXPERIMENT, DiscreteVAE, closed_form_varia
 EST = ("relaxed", "straight_through", "score_function")
 METRICS = {f"{e}_{m}" for e in EST for m in ("test_neg_elbo", "grad_variance")} | {
     "reparam_variance", "score_function_variance", "relaxed_grad_variance_tau1", "relaxed_elbo_gain_over_sf",
-    "st_elbo_gain_over_sf", "sf_variance_ratio"}
+    "st_elbo_gain_over_sf", "sf_variance_ratio", "sf_variance_ratio_tau1"}
 
 
 def test_smoke_run_produces_every_metric_finite_and_repeats():

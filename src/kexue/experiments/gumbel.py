@@ -130,6 +130,7 @@ def run(mode: str, seed: int) -> Measurement:
     metrics["st_elbo_gain_over_sf"] = (metrics["score_function_test_neg_elbo"]
                                        - metrics["straight_through_test_neg_elbo"])
     metrics["sf_variance_ratio"] = metrics["score_function_grad_variance"] / metrics["relaxed_grad_variance"]
+    metrics["sf_variance_ratio_tau1"] = metrics["score_function_grad_variance"] / metrics["relaxed_grad_variance_tau1"]
     ep = list(range(1, epochs + 1))
     figs = [Figure("test_neg_elbo", "Discrete VAE: test negative ELBO (hard samples) by estimator", "epoch",
                    "nats / image", {est: (ep, c) for est, c in curves.items()})]
