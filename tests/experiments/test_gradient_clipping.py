@@ -9,17 +9,22 @@ from kexue.experiments import NOT_REPRODUCED, PARTLY, REPRODUCED, verdict
 from kexue.experiments import gradient_clipping as gc
 
 
-def test_toy_step_counts_match_the_spec_table_exactly():
-    """The spec's numpy scan (checks.py) gave these counts; the library's GradientClipping must give the same."""
-    metrics, rows = gc._toy_table()
+@pytest.fixture(scope="module")
+def toy():
+    return gc._toy_table()
+
+
+def test_toy_step_counts_match_the_spec_table_exactly(toy):
+    """The spec's numpy scan gave these counts; the library's GradientClipping must give the same."""
+    metrics, rows = toy
     for row in rows:
         assert (row["gd_steps"], row["soft_steps"], row["hard_steps"]) == gc.SPEC_TABLE[row["theta0"]]
         assert row["best_lr"] <= 2 / (3 * row["theta0"] ** 2 + 1) * 1.2 * (1 + 1e-12)
 
 
-def test_fixed_lr_gd_needs_theta_squared_steps_clipping_theta():
+def test_fixed_lr_gd_needs_theta_squared_steps_clipping_theta(toy):
     """Stability forces lr < 2/f''(θ0) ~ 2/(3θ0²): steps grow ~θ0² for GD and ~θ0 for clipped GD."""
-    metrics, _ = gc._toy_table()
+    metrics, _ = toy
     assert metrics["gd_steps_theta30"] / metrics["gd_steps_theta3"] > 0.5 * 100
     assert metrics["soft_steps_theta30"] / metrics["soft_steps_theta3"] < 2 * 10
 

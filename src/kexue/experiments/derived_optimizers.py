@@ -83,7 +83,8 @@ def _large_batch(data, seed: int, lrs, steps: int) -> tuple[dict[str, float], li
     diverged = {"adam": 0, "lamb": 0}
     for lr in lrs:
         row = {"lr": lr}
-        for name, make in (("adam", lambda m: torch.optim.Adam(m.parameters(), lr=lr)), ("lamb", lambda m: _lamb(m, lr))):
+        makers = (("adam", lambda m: torch.optim.Adam(m.parameters(), lr=lr)), ("lamb", lambda m: _lamb(m, lr)))
+        for name, make in makers:
             torch.manual_seed(seed)
             model = mlp(SIZES)
             opt = make(model)
