@@ -67,7 +67,8 @@ def train_wgan(arm: str, steps: int, batch: int, hidden: int, sigma: float, seed
                ) -> tuple[nn.Module, float, list]:
     """arm "gp" (lambda 10, Adam(1e-4, (0.5, 0.9))), "sn" (spectral normalisation, Adam(2e-4, (0.5, 0.999))) or
     "post_step" (the same optimiser, W <- W / sigma(W) after each critic update).  5 critic steps per generator
-    step; lr_scale multiplies both learning rates.  Returns (generator, seconds per generator step, [(step, modes covered)])."""
+    step; lr_scale multiplies both learning rates.  Returns (generator, CPU seconds per generator step,
+    [(step, modes covered)])."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 11)
     gen, critic = _net([2, hidden, hidden, 2]), _net([2, hidden, hidden, 1])
