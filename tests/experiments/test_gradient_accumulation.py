@@ -26,7 +26,7 @@ def test_accumulated_batch1_equals_batch32_without_dropout():
     a = torch.cat([p.detach().flatten() for p in acc.parameters()])
     b = torch.cat([p.detach().flatten() for p in big.parameters()])
     assert float((a - b).norm() / b.norm()) < 1e-6             # float32 round-off of the two summation orders
-    fresh, _ = ga._train(data, 0, ga.K, 1, 0.0, orders, max_updates=0 + 1)
+    fresh, _ = ga._train(data, 0, ga.K, 1, 0.0, orders, max_updates=1)
     assert any(not torch.equal(a, b) for a, b in zip(fresh.parameters(), big.parameters()))  # 1 ≠ 3 updates
 
 
@@ -68,6 +68,14 @@ def test_verdict_on_hand_made_numbers():
     bad = {"train_loss_batch1_over_accum": 0.5, "best_acc_accum_minus_batch1": -0.01,
            "best_acc_accum_minus_batch32": 0.03, "param_distance_exact": 1e-2}
     assert verdict(checks, bad) == NOT_REPRODUCED
+
+
+
+@pytest.mark.parametrize("mode, seed, error", [("fast", 0, ValueError), ("quick", -1, ValueError),
+                                               ("quick", 1.5, TypeError), ("QUICK", 0, ValueError)])
+def test_bad_mode_or_seed_is_refused_before_any_work(mode, seed, error):
+    with pytest.raises(error, match="mode|seed"):
+        ga.run(mode, seed)
 
 
 @pytest.mark.slow

@@ -83,6 +83,14 @@ def test_verdict_on_hand_made_numbers():
     assert verdict(checks, bad) == NOT_REPRODUCED
 
 
+
+@pytest.mark.parametrize("mode, seed, error", [("fast", 0, ValueError), ("quick", -1, ValueError),
+                                               ("quick", 1.5, TypeError), ("QUICK", 0, ValueError)])
+def test_bad_mode_or_seed_is_refused_before_any_work(mode, seed, error):
+    with pytest.raises(error, match="mode|seed"):
+        gc.run(mode, seed)
+
+
 @pytest.mark.slow
 def test_quick_run():
     m = gc.run("quick", 0).metrics

@@ -14,8 +14,9 @@ import math
 import torch
 from torch import nn
 
+from kexue._validate import check_choice, check_int
 from kexue.experiments._optim_data import accuracy, count_spikes, digits_split, mean_loss, mlp, param_norm
-from kexue.experiments.base import Check, Experiment, Figure, Measurement
+from kexue.experiments.base import MODES, Check, Experiment, Figure, Measurement
 from kexue.optim import LayerAdaptation, PiecewiseLinearLR, WeightDecay, base_optimizer, param_groups_by_name
 
 SIZES = (64, 256, 256, 10)
@@ -139,6 +140,8 @@ def _warmup(data, seed: int, steps: int) -> tuple[dict[str, float], Figure]:
 
 
 def run(mode: str, seed: int) -> Measurement:
+    check_choice("mode", mode, MODES)
+    check_int("seed", seed, low=0)
     cfg = CONFIG[mode]
     data = digits_split(seed)
     metrics = _decay_comparison(data, seed, cfg["epochs"])

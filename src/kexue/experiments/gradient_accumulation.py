@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kexue._validate import check_choice, check_int
 from kexue.experiments._optim_data import accuracy, digits_split, mean_loss, mlp
-from kexue.experiments.base import Check, Experiment, Figure, Measurement
+from kexue.experiments.base import MODES, Check, Experiment, Figure, Measurement
 from kexue.optim import GradientAccumulation
 
 SIZES = (64, 256, 256, 10)
@@ -53,6 +54,8 @@ def _train(data, seed: int, batch: int, accum: int, dropout: float, orders, max_
 
 
 def run(mode: str, seed: int) -> Measurement:
+    check_choice("mode", mode, MODES)
+    check_int("seed", seed, low=0)
     cfg = CONFIG[mode]
     data = digits_split(seed)
     orders = _orders(len(data[0]), cfg["epochs"], seed)

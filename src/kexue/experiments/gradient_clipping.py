@@ -14,8 +14,9 @@ import math
 import torch
 from torch import nn
 
+from kexue._validate import check_choice, check_int
 from kexue.experiments._optim_data import count_spikes, digits_split
-from kexue.experiments.base import Check, Experiment, Figure, Measurement
+from kexue.experiments.base import MODES, Check, Experiment, Figure, Measurement
 from kexue.optim import GradientClipping, smoothness_probe
 
 TOL = 1e-6
@@ -133,6 +134,8 @@ def pearson(a, b) -> float:
 
 
 def run(mode: str, seed: int) -> Measurement:
+    check_choice("mode", mode, MODES)
+    check_int("seed", seed, low=0)
     steps = CONFIG[mode]["rnn_steps"]
     metrics, toy_rows = _toy_table()
     data = digits_split(seed)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kexue._validate import check_choice, check_int
 from kexue.experiments._optim_data import accuracy, digits_split, mlp
-from kexue.experiments.base import Check, Experiment, Figure, Measurement
+from kexue.experiments.base import MODES, Check, Experiment, Figure, Measurement
 from kexue.optim import LazyUpdate, Lookahead
 
 VOCAB, DOC_LEN, EMBED = 20_000, 80, 64
@@ -129,6 +130,8 @@ def noisy_quadratic(seed: int, steps: int, lookahead: bool, lr: float = 0.5, sig
 
 
 def run(mode: str, seed: int) -> Measurement:
+    check_choice("mode", mode, MODES)
+    check_int("seed", seed, low=0)
     cfg = CONFIG[mode]
     task = zipf_text_task(seed, cfg["docs"])
     text = {name: _text_run(task, seed, cfg["text_epochs"], name == "lazy") for name in ("adam", "lazy")}
