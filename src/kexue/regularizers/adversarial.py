@@ -251,16 +251,17 @@ class VAT:
             handle.remove()
 
     def _dist(self, clean: Tensor, out: Tensor) -> Tensor:
+        out = _at_least_float32(out)
         if self.distance == "mse":
-            return (out.float() - clean).pow(2).reshape(out.shape[0], -1).sum(1).mean()
-        lp, lq = clean.log_softmax(-1), out.float().log_softmax(-1)
+            return (out - clean).pow(2).reshape(out.shape[0], -1).sum(1).mean()
+        lp, lq = clean.log_softmax(-1), out.log_softmax(-1)
         return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0).mean()       # KL(p || q) >= 0 per row
 
     def loss(self, *inputs, **kwargs) -> Tensor:
         """VAT loss on a batch; gradients reach the parameters only through p(x + r_adv)."""
         box: list = []
         with torch.no_grad():
-            clean = self._run(None, inputs, kwargs, box).float()
+            clean = _at_least_float32(self._run(None, inputs, kwargs, box))
         ref = {"input": inputs[0] if inputs else None, "param": self.target, "output": box[0] if box else None}[self.mode]
         if ref is None:
             raise ValueError(f"VAT(target={self.mode!r}) found nothing to perturb: give the input as the first argument")
@@ -272,6 +273,11 @@ class VAT:
             r = torch.zeros_like(r) if g is None else g            # an output that ignores r: no direction
         r_adv = self.epsilon * _unit(r.detach(), self.norm)
         return self._dist(clean, self._run(r_adv, inputs, kwargs))
+
+
+def _at_least_float32(t: Tensor) -> Tensor:
+    """Half precision up to float32, float64 kept: VAT's finite difference with a tiny xi lives in the last digits."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def adversarial_step(model: nn.Module, loss_fn: Callable, batch: tuple, optimizer: torch.optim.Optimizer,
