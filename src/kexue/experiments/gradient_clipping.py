@@ -133,6 +133,12 @@ def pearson(a, b) -> float:
     return float((a * b).sum() / (a.norm() * b.norm()))
 
 
+def _sorted_by_x(xs, ys) -> tuple[list[float], list[float]]:
+    """A scatter as a line (the Figure contract draws lines): the points in order of x."""
+    pairs = sorted(zip(xs, ys))
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
 def run(mode: str, seed: int) -> Measurement:
     check_choice("mode", mode, MODES)
     check_int("seed", seed, low=0)
@@ -153,7 +159,7 @@ def run(mode: str, seed: int) -> Measurement:
     metrics["spikes_unclipped_minus_clipped"] = metrics["spikes_unclipped"] - metrics["spikes_clipped"]
     figures = [
         Figure("smoothness_vs_norm", "Local smoothness vs gradient norm (tanh RNN, digits rows)", "‖∇f‖",
-               "local smoothness", {name: (r["norms"], r["smooth"]) for name, r in runs.items()}),
+               "local smoothness", {name: _sorted_by_x(r["norms"], r["smooth"]) for name, r in runs.items()}),
         Figure("rnn_loss", "Minibatch loss, SGD lr 0.5: unclipped vs hard clip γ = 1", "update", "cross-entropy",
                {name: (list(range(1, len(r["losses"]) + 1)), r["losses"]) for name, r in runs.items()}, logy=True),
     ]
