@@ -71,6 +71,10 @@ def test_verdict_on_hand_made_numbers(metrics, expected):
 def test_bad_mode_is_refused_by_name():
     with pytest.raises(ValueError, match="mode"):
         run("fast", 0)
+    with pytest.raises(ValueError, match="seed"):
+        run("smoke", -1)
+    with pytest.raises(TypeError, match="seed"):
+        run("smoke", 1.5)
     assert set(EXPERIMENT.seeds) == set(MODES) and EXPERIMENT.name == "capsules"
 
 

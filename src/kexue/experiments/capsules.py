@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kexue._validate import check_choice
+from kexue._validate import check_choice, check_int
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.nn import Capsule, capsule_lengths, margin_loss
 
@@ -100,6 +100,7 @@ def train(model: DigitNet, x: Tensor, y: Tensor, epochs: int, g: torch.Generator
 def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
     check_choice("mode", mode, tuple(_BUDGET))
+    seed = check_int("seed", seed, 0)
     epochs, n_train, n_pairs = _BUDGET[mode]
     x_tr, y_tr, x_te, y_te = digits(seed)
     if n_train is not None:

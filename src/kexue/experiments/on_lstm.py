@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue._validate import check_choice
+from kexue._validate import check_choice, check_int
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.metrics import build_tree, tree_to_spans, unlabeled_f1
 from kexue.nn import ONLSTM
@@ -165,6 +165,7 @@ def baseline_f1(test: list, rng: np.random.Generator) -> tuple[float, float]:
 def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
     check_choice("mode", mode, tuple(_BUDGET))
+    seed = check_int("seed", seed, 0)
     n_train, epochs, n_test = _BUDGET[mode]
     rng = np.random.default_rng(seed)
     data = corpus(n_train + n_test, rng)

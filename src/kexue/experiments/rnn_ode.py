@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kexue._validate import check_choice
+from kexue._validate import check_choice, check_int
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.ode import ODEStepper, ParametricODE, fit_ode
 
@@ -61,6 +61,7 @@ def _param_error(params: dict[str, float]) -> float:
 def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests). Deterministic: `seed` is unused."""
     check_choice("mode", mode, tuple(_BUDGET))
+    seed = check_int("seed", seed, 0)
     adam_epochs, lbfgs_epochs = _BUDGET[mode]
     # 1. forward: the true parameters, h = 0.1, 1 000 steps reproduce the table (the article's data)
     fine = trajectory(TRUE, 0.1, 1000)
