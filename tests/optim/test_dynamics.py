@@ -220,3 +220,19 @@ def test_langevin_leaves_parameters_without_gradient_alone():
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_tiny_or_huge_h_is_refused_not_rounded():
+    """h = 1e-200 would give lr = 0.0 and h = 1e200 lr = inf: both refused, naming h."""
+    for h in (1e-200, 1e200):
+        with pytest.raises(ValueError, match="h must have a finite, non-zero square"):
+            momentum_from_ode(h, 0.0)
+
+
+def test_langevin_overflowing_noise_is_refused_before_any_change():
+    x = torch.ones(2, dtype=torch.float32, requires_grad=True)
+    opt = LangevinSGD(torch.optim.SGD([x], lr=0.1), temperature=1e78, seed=0)
+    x.grad = torch.ones(2, dtype=torch.float32)
+    with pytest.raises(ValueError, match="temperature"):
+        opt.step()
+    assert torch.equal(x.detach(), torch.ones(2, dtype=torch.float32))

@@ -30,7 +30,10 @@ def momentum_from_ode(h: float, friction: float) -> tuple[float, float]:
     if friction * h > 1.0:
         raise ValueError(f"friction * h must be <= 1 (momentum 1 - friction*h >= 0), got friction={friction!r}, "
                          f"h={h!r} (product {friction * h!r})")
-    return h * h, 1.0 - friction * h
+    lr = h * h
+    if not 0.0 < lr < math.inf:
+        raise ValueError(f"h must have a finite, non-zero square (the lr), got h={h!r} (h**2 = {lr!r})")
+    return lr, 1.0 - friction * h
 
 
 def ode_from_momentum(lr: float, momentum: float) -> tuple[float, float]:
@@ -174,6 +177,13 @@ class LangevinSGD(DerivedOptimizer):
         return self._generators[device]
 
     def _before(self, closure: Callable | None) -> Any:
+        """Refuse, before the inner step changes anything, a noise scale that would overflow to inf."""
+        for group in self.param_groups:
+            scale = math.sqrt(2.0 * float(group["lr"]) * float(group["temperature"]))
+            for p in group["params"]:
+                if p.grad is not None and not scale * 64 < torch.finfo(p.dtype).max:
+                    raise ValueError(f"temperature * lr too large for {p.dtype} noise: sqrt(2 * lr * temperature) = "
+                                     f"{scale!r} with temperature={group['temperature']!r}, lr={group['lr']!r}")
         return None
 
     def _after(self, ctx: Any, updated: bool) -> None:
