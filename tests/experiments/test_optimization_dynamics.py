@@ -47,3 +47,9 @@ def test_verdict_on_hand_made_numbers():
 def test_quick_run_reproduces():
     m = od.run("quick", 0)
     assert verdict(od.EXPERIMENT.checks, m.metrics) == REPRODUCED, m.metrics
+
+
+@pytest.mark.parametrize("mode, seed, match", [("fast", 0, "mode"), ("quick", -1, "seed"), ("quick", 1.5, "seed")])
+def test_bad_mode_or_seed_is_refused_by_name(mode, seed, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        od.run(mode, seed)

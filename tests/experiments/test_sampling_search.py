@@ -54,3 +54,9 @@ def test_verdict_on_hand_made_numbers():
 def test_quick_run_beats_cross_entropy():
     m = ss.run("quick", 0).metrics
     assert m["search_error"] < m["ce_error"]
+
+
+@pytest.mark.parametrize("mode, seed, match", [("fast", 0, "mode"), ("quick", -1, "seed"), ("quick", 1.5, "seed")])
+def test_bad_mode_or_seed_is_refused_by_name(mode, seed, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ss.run(mode, seed)

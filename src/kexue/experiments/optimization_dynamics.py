@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from kexue._validate import check_choice, check_int
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.optim import HeavyBall, quadratic_stationary_variance, sgd_temperature
 
@@ -69,6 +70,8 @@ def stationary_variance(lr: float, curvature: float, noise_std: float, momentum:
 
 
 def run(mode: str, seed: int) -> Measurement:
+    check_choice("mode", mode, tuple(SIM))
+    seed = check_int("seed", seed, low=0)
     gen = torch.Generator().manual_seed(seed)
     counts, curves = quadratic_counts()
     metrics = {f"{k}_iters": float(v) for k, v in counts.items()}

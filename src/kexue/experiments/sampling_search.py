@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kexue._validate import check_choice, check_int
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.optim import ParamSpaceSearch
 
@@ -66,6 +67,8 @@ def search(w0: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int, gener
 
 
 def run(mode: str, seed: int) -> Measurement:
+    check_choice("mode", mode, tuple(STEPS))
+    seed = check_int("seed", seed, low=0)
     gen = torch.Generator().manual_seed(seed)
     x, y = make_data(gen)
     w_ce = train_ce(x, y)
