@@ -55,3 +55,18 @@ def test_bad_mode_is_refused_by_name():
 def test_quick_run_produces_every_metric():
     m = run("quick", 0)
     assert set(m.metrics) == METRICS and all(math.isfinite(v) for v in m.metrics.values())
+
+
+def test_supervised_gp_penalises_per_sample_input_gradients():
+    """The recipe's GP term, input_gradient_penalty(sum loss, x) / B, is the batch mean of 0.5 ||grad_x l_i||^2
+    (the gradient of the batch *mean* is 1/B of that and made the arm a no-op)."""
+    import torch.nn.functional as F
+    from kexue.regularizers import input_gradient_penalty
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    got = input_gradient_penalty(F.cross_entropy(model(x), y, reduction="sum"), x, epsilon=1.0) / len(y)
+    per_sample = [torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), x)[0][i] for i in range(5)]
+    want = sum(0.5 * gi.pow(2).sum() for gi in per_sample) / 5
+    torch.testing.assert_close(got, want)

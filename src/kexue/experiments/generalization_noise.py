@@ -75,8 +75,9 @@ def _supervised(arm: str, x_tr, y_tr, x_te, y_te, epochs: int, seed: int) -> flo
             x = x_tr[idx].clone().requires_grad_(arm != "erm")
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y_tr[idx])
-            if arm == "gp":
-                loss = loss + input_gradient_penalty(loss, x, epsilon=1.0)
+            if arm == "gp":       # per-sample input gradients: grad of the batch *sum*, penalty averaged
+                total = F.cross_entropy(model(x), y_tr[idx], reduction="sum")   # (the mean's are 1/B as large)
+                loss = loss + input_gradient_penalty(total, x, epsilon=1.0) / len(idx)
             loss.backward()
             if arm == "fgm":      # adversarial loss at x + 0.5 * g / ||g|| (per sample), then restore
                 with FGM(None, target=x, epsilon=0.5, norm="per_sample"):
@@ -157,7 +158,7 @@ EXPERIMENT = Experiment(
           "unlabelled batch of 128 per step. "
           f"Arms: baseline; + output gradient penalty (kind='kl', Rademacher, weight {_GP_WEIGHT:g}); + VAT "
           f"(eps {_VAT_EPS:g} per sample, xi 8e-6, 1 power iteration). Supervised (all labels, batch 64): ERM, "
-          "FGM on inputs (eps 0.5 per sample), input-gradient penalty (eps 1).",
+          "FGM on inputs (eps 0.5 per sample), input-gradient penalty (eps 1, on per-sample gradients).",
     checks=[
         Check("vat_gain_pt", ">=", 2.0, "VAT over baseline (pt)"),
         Check("output_gp_gain_pt", ">=", 0.0, "output GP at least baseline (pt)"),
