@@ -10,14 +10,18 @@ hand: each `Check` compares one metric (averaged over seeds) with the article's 
 """
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from .._validate import check_choice, check_int
+
 __all__ = ["Check", "Experiment", "Figure", "Measurement", "MODES", "verdict", "REPRODUCED", "PARTLY", "NOT_REPRODUCED"]
 
 MODES = ("quick", "full")
+SMOKE = "smoke"          # a seconds-long form some experiments offer to their tests
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -92,3 +96,14 @@ class Experiment:
     run: Callable[[str, int], Measurement]     # run(mode, seed) with mode in MODES
     seeds: dict[str, int] = field(default_factory=lambda: {"quick": 1, "full": 3})
     deviations: dict[str, str] = field(default_factory=dict)   # mode -> how it departs from the spec's recipe
+
+    def __post_init__(self):
+        """`run` refuses a bad mode or seed by name before any work, for every experiment alike."""
+        inner = self.run
+
+        @functools.wraps(inner)
+        def run(mode: str, seed: int) -> Measurement:
+            check_choice("mode", mode, (*MODES, SMOKE))
+            check_int("seed", seed, low=0)
+            return inner(mode, seed)
+        self.run = run
