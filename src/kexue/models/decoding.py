@@ -103,7 +103,9 @@ class CachedDecodingMixin:
     `decode_step` and `logits_without_cache`."""
 
     def make_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
-        raise NotImplementedError
+        """The family's cache layout (layers, heads, head_dim, cross-attention): every family overrides this."""
+        raise NotImplementedError(f"{type(self).__name__} uses CachedDecodingMixin but does not define "
+                                  "make_cache(batch_size, max_len, dtype), the layout of its KV cache")
 
     def cache_nbytes(self, batch_size: int, max_len: int) -> int:
         """Bytes `setup_caches(batch_size, max_len)` allocates (checked against free memory before)."""
