@@ -12,8 +12,8 @@ __all__ = ["build_transformer_model", "CheckpointError", "Tokenizer", "SpTokeniz
            "__version__"]
 
 # Subpackages imported on first access (`kexue.optim.WeightDecay` after a bare `import kexue`), as numpy/scipy do.
-_SUBPACKAGES = ("compress", "corpus", "data", "explain", "generation", "metrics", "models", "nn", "ode", "ops", "optim",
-                "regularizers", "sim", "tokenizers", "train")
+_SUBPACKAGES = ("compress", "corpus", "data", "datasets", "explain", "generation", "metrics", "models", "nn", "ode", "ops",
+                "optim", "regularizers", "sim", "tasks", "tokenizers", "train")
 
 
 def __getattr__(name: str):

