@@ -10,7 +10,7 @@ from .feedforward import FeedForward, activation
 from .kv_cache import KVCache
 from .losses import (
     kl_std_normal, kl_diag_normals, ClassPrior, VAELoss, focal_loss, binary_focal_loss,
-    multilabel_categorical_crossentropy, masked_cross_entropy
+    multilabel_categorical_crossentropy, masked_cross_entropy, seq2seq_lm_loss
 )
 from .margin import (
     CosineClassifier, margin_logits, MarginSoftmaxLoss, AMSoftmaxLoss, ArcFaceLoss
@@ -38,7 +38,8 @@ __all__ = [
     'MultiHeadAttention', 'mask_to_bias', 'squash', 'Capsule', 'capsule_lengths', 'margin_loss', 'EMRouting',
     'em_m_step', 'CRF', 'ViterbiDecoder', 'DilatedGatedConv1d', 'DGCNNBlock', 'DGCNN', 'FeedForward', 'activation', 'KVCache',
     'kl_std_normal', 'kl_diag_normals', 'ClassPrior', 'VAELoss', 'focal_loss', 'binary_focal_loss',
-    'multilabel_categorical_crossentropy', 'masked_cross_entropy', 'CosineClassifier', 'margin_logits',
+    'multilabel_categorical_crossentropy', 'masked_cross_entropy', 'seq2seq_lm_loss',
+    'CosineClassifier', 'margin_logits',
     'MarginSoftmaxLoss', 'AMSoftmaxLoss', 'ArcFaceLoss', 'nce_loss', 'NCELoss',
     'NoiseDistribution', 'UnigramSampler', 'GaussianNoiseDistribution', 'negative_sampling_loss', 'SkipGramNS',
     'ConditionalLayerNorm', 'ScaleShift', 'cumax', 'ONLSTMCell', 'ONLSTM', 'syntactic_distance',

@@ -20,7 +20,7 @@ from kexue.nn.reparam import LOGVAR_RANGE
 
 __all__ = [
     "kl_std_normal", "kl_diag_normals", "ClassPrior", "VAELoss", "focal_loss", "binary_focal_loss",
-    "multilabel_categorical_crossentropy", "masked_cross_entropy",
+    "multilabel_categorical_crossentropy", "masked_cross_entropy", "seq2seq_lm_loss",
 ]
 
 _REDUCTIONS = ("sum", "mean", "none")
@@ -204,3 +204,26 @@ def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor | None = N
     if reduction == "mean":
         return ce.sum() / m.sum().clamp_min(1)
     return _reduce(ce, reduction, "masked_cross_entropy")
+
+
+def seq2seq_lm_loss(logits: Tensor, input_ids: Tensor, segment_ids: Tensor, attention_mask: Tensor | None = None,
+                    reduction: str = "mean") -> Tensor:
+    """UniLM seq2seq loss (https://kexue.fm/archives/6933, https://kexue.fm/archives/7630): position t predicts
+    token t+1, and only tokens of the target segment (segment id 1, real per `attention_mask`) are targets; the
+    source (segment 0) and padding never are.  logits [B, n, V], input_ids / segment_ids / attention_mask [B, n]
+    (segments 0...0 then 1...1 per row).  "mean" averages over target tokens of the batch ("none": [B, n-1])."""
+    if logits.dim() != 3 or input_ids.shape != logits.shape[:2] or segment_ids.shape != input_ids.shape:
+        raise ValueError(f"seq2seq_lm_loss: expected logits [B, n, V] and input_ids, segment_ids [B, n], got "
+                         f"{tuple(logits.shape)}, {tuple(input_ids.shape)} and {tuple(segment_ids.shape)}")
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(f"seq2seq_lm_loss: attention_mask {tuple(attention_mask.shape)} must match input_ids "
+                         f"{tuple(input_ids.shape)}")
+    if ((segment_ids != 0) & (segment_ids != 1)).any():
+        raise ValueError("seq2seq_lm_loss: segment_ids must hold only 0 (source) and 1 (target), got values "
+                         f"{sorted(set(segment_ids.unique().tolist()) - {0, 1})[:4]}")
+    real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    if (segment_ids[:, 1:] < segment_ids[:, :-1])[real[:, 1:]].any():
+        raise ValueError("seq2seq_lm_loss: segment_ids must be 0...0 then 1...1 in every row (a 1 -> 0 "
+                         "transition among real tokens breaks the UniLM causal order)")
+    target_mask = (segment_ids[:, 1:] == 1) & real[:, 1:]                            # [B, n-1]
+    return masked_cross_entropy(logits[:, :-1], input_ids[:, 1:], target_mask, reduction=reduction)
