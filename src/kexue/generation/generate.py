@@ -110,13 +110,14 @@ def generate(model: DecodingModel, input_ids: Tensor, segment_ids: Tensor | None
              topp: float | None = None, temperature: float = 1.0, length_penalty: float = 0.0,
              repetition_penalty: float = 1.0, banned_ids: Sequence[int] | None = None,
              allowed_next: Callable | None = None, callback: Callable | None = None, min_ends: int = 1,
-             new_segment: int | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+             new_segment: int | Tensor | None = None, seed: int | None = None, generator: torch.Generator | None = None,
              use_cache: bool = True, compile: bool = False) -> GenerationOutput:
     """Generate from a model that implements the decoding protocol (https://kexue.fm/archives/6933).
 
     input_ids [B, n] prompt (any padding side, given by attention_mask [B, n], 1 = real; without one the
     model's `default_attention_mask`); segment_ids [B, n] (UniLM: source 0; generated tokens get 1, or
-    `new_segment`; lm models: the prompt's last segment). Greedy by default; `num_beams > 1` beam search
+    `new_segment`, an int or a tensor [B] of one id per row, e.g. each dialogue row's speaker flip; lm models:
+    the prompt's last segment). Greedy by default; `num_beams > 1` beam search
     (the best beam per input); `do_sample` draws `num_samples` per input with top-k / top-p.
     end_id: None means the config's eos_token_id (a config without one runs to max_new_tokens);
     stop_at_eos=False runs every row to max_new_tokens. decoder_start_id (encoder-decoders) defaults to the

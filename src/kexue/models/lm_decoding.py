@@ -3,7 +3,8 @@ BERT/NEZHA/RoFormer with application="lm") and UniLM seq2seq (https://kexue.fm/a
 
 The prompt is left-aligned (padding moved to the front; position ids = cumsum(mask) - 1 + offset) and run once
 into the static cache; every later step feeds one real token per row at `cache.next_position`, with segment
-`cache.next_segment` (UniLM: 1, or `new_segment`; other models: the prompt's last segment, as transformers).
+`cache.next_segment` (UniLM: 1, or `new_segment`; other models: the prompt's last segment, as transformers;
+`new_segment` may also be a tensor [B], one id per row, e.g. a dialogue's speaker flip, https://kexue.fm/archives/7718).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class TransformerDecoding(CachedDecodingMixin):
         return None if table is None else table.num_embeddings
 
     def prepare_decoding(self, input_ids: Tensor, attention_mask: Tensor, segment_ids: Tensor | None = None, *,
-                         max_new_tokens: int, new_segment: int | None = None,
+                         max_new_tokens: int, new_segment: int | Tensor | None = None,
                          decoder_start_id: int | None = None) -> DecodingPrompt:
         """Checks what only this model knows, then left-aligns the prompt (rows: input_ids, attention_mask,
         segment_ids and next_segment [B, 1] when segments are used)."""
@@ -53,14 +54,20 @@ class TransformerDecoding(CachedDecodingMixin):
                 raise ValueError(f"a UniLM model gives generated tokens segment 1 (new_segment), but this model "
                                  f"embeds only segments [0, {limit}); pass new_segment or use type_vocab_size >= 2")
             new_segment = 1
-        if new_segment is not None:
+        if isinstance(new_segment, Tensor):                                # per row, e.g. a dialogue's speaker flip
+            if segment_ids is None:
+                raise ValueError("new_segment given per row needs segment_ids for the prompt (a model fed no "
+                                 "segments has none to continue)")
+            _check_segments(new_segment, input_ids.shape[:1], limit, "new_segment")
+        elif new_segment is not None:
             new_segment = check_int("new_segment", new_segment, 0, None if limit is None else limit - 1)
         offset = check_decoding_positions(self, input_ids.shape[1], max_new_tokens)   # before any cache exists
         rows = {}
         if segment_ids is not None:
             seg = segment_ids.to(input_ids.device).long()
             mask, ids, seg = left_align(attention_mask, input_ids, seg)
-            nxt = seg[:, -1:] if new_segment is None else torch.full_like(seg[:, -1:], new_segment)
+            nxt = (seg[:, -1:] if new_segment is None else torch.full_like(seg[:, -1:], new_segment)
+                   if not isinstance(new_segment, Tensor) else new_segment.to(seg.device).long()[:, None])
             rows.update(segment_ids=seg, next_segment=nxt)
         else:
             mask, ids = left_align(attention_mask, input_ids)
@@ -109,12 +116,12 @@ class TransformerDecoding(CachedDecodingMixin):
         return out.logits[:, -1]
 
 
-def _check_segments(segment_ids, shape, limit: int | None) -> None:
+def _check_segments(segment_ids, shape, limit: int | None, name: str = "segment_ids") -> None:
     if not isinstance(segment_ids, Tensor) or segment_ids.is_floating_point() or segment_ids.dtype == torch.bool:
-        raise TypeError(f"segment_ids must be an integer tensor [B, n], got "
+        raise TypeError(f"{name} must be an integer tensor {'[B]' if len(shape) == 1 else '[B, n]'}, got "
                         f"{getattr(segment_ids, 'dtype', type(segment_ids).__name__)}")
     if tuple(segment_ids.shape) != tuple(shape):
-        raise ValueError(f"segment_ids has shape {tuple(segment_ids.shape)}; expected {tuple(shape)}")
+        raise ValueError(f"{name} has shape {tuple(segment_ids.shape)}; expected {tuple(shape)}")
     lo, hi = int(segment_ids.min()), int(segment_ids.max())
     if lo < 0 or (limit is not None and hi >= limit):
-        raise ValueError(f"segment_ids contain ids in [{lo}, {hi}], outside [0, {limit})")
+        raise ValueError(f"{name} contain ids in [{lo}, {hi}], outside [0, {limit})")
