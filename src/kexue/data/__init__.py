@@ -2,8 +2,8 @@
 from .generator import DataGenerator
 from .padding import collate_padded, sequence_padding, sequence_padding_nd
 from .parallel import ParallelWorkerError, batched, count_tokens, parallel_apply, parallel_apply_generator
-from .text import text_segmentate, truncate_sequences
+from .text import split_passage, text_segmentate, truncate_sequences
 
 __all__ = ["sequence_padding", "sequence_padding_nd", "collate_padded", "DataGenerator", "truncate_sequences",
-           "text_segmentate", "parallel_apply", "parallel_apply_generator", "batched", "count_tokens",
+           "text_segmentate", "split_passage", "parallel_apply", "parallel_apply_generator", "batched", "count_tokens",
            "ParallelWorkerError"]

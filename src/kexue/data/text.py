@@ -6,7 +6,7 @@ from typing import MutableSequence, Sequence
 
 from kexue._validate import check_int
 
-__all__ = ["truncate_sequences", "text_segmentate"]
+__all__ = ["truncate_sequences", "text_segmentate", "split_passage"]
 
 
 def truncate_sequences(maxlen: int, indices: int | Sequence[int], *sequences: MutableSequence | None) -> list:
@@ -72,3 +72,17 @@ def text_segmentate(text: str, maxlen: int, seps: str = "\n", strips: str | None
     if current:
         out.extend(text_segmentate(current, maxlen, seps[1:], strips))
     return out
+
+
+def split_passage(text: str, max_len: int, seps: str = "\n。！？!?；;，, ", strips: str = "；;，, ") -> list[str]:
+    """A passage as non-empty chunks of at most `max_len` characters for seq2seq training
+    (https://kexue.fm/archives/7630): `text_segmentate` cuts at `seps` (coarse to fine) and strips `strips`
+    from chunk ends; a run with no separator still longer than max_len is cut every max_len characters.
+    Joined, the chunks give the text back without the stripped characters at chunk ends."""
+    max_len = check_int("max_len", max_len, low=1)
+    if not isinstance(seps, str) or not isinstance(strips, str):
+        raise TypeError(f"seps and strips must be str of separator characters, got {seps!r} and {strips!r}")
+    out = []
+    for piece in text_segmentate(text, max_len, seps, strips):
+        out.extend(piece[i:i + max_len] for i in range(0, len(piece), max_len))
+    return [c for c in out if c]
