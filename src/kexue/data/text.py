@@ -74,7 +74,8 @@ def text_segmentate(text: str, maxlen: int, seps: str = "\n", strips: str | None
     return out
 
 
-def split_passage(text: str, max_len: int, seps: str = "\n。！？!?；;，, ", strips: str = "；;，, ") -> list[str]:
+def split_passage(text: str, max_len: int, seps: str = "\n。！？!?；;，, ",
+                  strips: str = "；;，, ") -> list[str]:
     """A passage as non-empty chunks of at most `max_len` characters for seq2seq training
     (https://kexue.fm/archives/7630): `text_segmentate` cuts at `seps` (coarse to fine) and strips `strips`
     from chunk ends; a run with no separator still longer than max_len is cut every max_len characters.
