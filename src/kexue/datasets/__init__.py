@@ -7,6 +7,6 @@ SQL, fact passages, paraphrase groups, scripted dialogues, associative recall). 
 # passages and questions (nlp/06, nlp/07, nlp/10)
 # paraphrase groups (nlp/08)
 # dialogues (nlp/09)
-# recall and sorting tasks (nlp/01, nlp/05)
+from .recall import RecallTask, associative_recall, recall_vocab_size, sort_unique
 
 __all__ = sorted(n for n in dir() if not n.startswith("_"))
