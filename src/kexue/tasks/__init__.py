@@ -1,7 +1,7 @@
 """The NLP articles' applications as task models: a backbone plus the heads, losses and decoding of one task
 (classification, SPO extraction, NL2SQL, reading comprehension, retrieval, dialogue, QA-pair generation), and the
 project's own pretrained character BERT. Each file holds one task; names are exported here."""
-# classification + extraction (nlp/02)
+from .classification import SequenceClassifier, load_sequence_classifier, save_sequence_classifier
 # nl2sql (nlp/03)
 # reading comprehension (nlp/06, nlp/07)
 # retrieval (nlp/08)
