@@ -3,7 +3,8 @@
 project's own pretrained character BERT. Each file holds one task; names are exported here."""
 from .classification import SequenceClassifier, load_sequence_classifier, save_sequence_classifier
 # nl2sql (nlp/03)
-# reading comprehension (nlp/06, nlp/07)
+from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, ReaderOutput,  # nlp/06, nlp/07
+                      align_word_ids, extract_spans, span_answers, span_focal_loss)
 from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
 # dialogue (nlp/09)
 # qa generation (nlp/10)
