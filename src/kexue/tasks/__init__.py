@@ -2,6 +2,7 @@
 (classification, SPO extraction, NL2SQL, reading comprehension, retrieval, dialogue, QA-pair generation), and the
 project's own pretrained character BERT. Each file holds one task; names are exported here."""
 from .classification import SequenceClassifier, load_sequence_classifier, save_sequence_classifier
+from .extraction import SpanPointer, SubjectObjectExtractor, decode_triples, pair_spans, spo_training_batch
 # nl2sql (nlp/03)
 from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, ReaderOutput,  # nlp/06, nlp/07
                       align_word_ids, extract_spans, span_answers, span_focal_loss)
