@@ -3,11 +3,12 @@
 project's own pretrained character BERT. Each file holds one task; names are exported here."""
 from .classification import SequenceClassifier, load_sequence_classifier, save_sequence_classifier
 from .extraction import SpanPointer, SubjectObjectExtractor, decode_triples, pair_spans, spo_training_batch
-# nl2sql (nlp/03)
+from .nl2sql import (NL2SQLDecoder, NL2SQLEncoder, NL2SQLModel, NL2SQLOutput, SQLQuery, Table,  # nl2sql (nlp/03)
+                     execute, execution_match, logic_form_accuracy, logic_form_match)
 from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, ReaderOutput,  # nlp/06, nlp/07
                       align_word_ids, extract_spans, span_answers, span_focal_loss)
 from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
-# dialogue (nlp/09)
+from .dialog import ChatBot, DialogCollator, DialogFormat, build_dialog_lm, dialog_lm_loss, train_dialog_lm
 from .qa_generation import QAPairGenerator  # qa generation (nlp/10)
 from .char_bert import CHAR_BERT_BUDGETS, char_bert_recipe, char_tokenizer, kexue_cache_dir, pretrained_char_bert
 
