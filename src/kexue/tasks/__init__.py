@@ -10,6 +10,7 @@ from .reading import (DGCNNReader, MixedCharWordEmbedding, PlainDilatedConv1d, R
 from .retrieval import OBJECTIVES, SentenceEncoder, cosine_gap, encode_sentences, evaluate_retrieval, train_sentence_encoder
 from .dialog import ChatBot, DialogCollator, DialogFormat, build_dialog_lm, dialog_lm_loss, train_dialog_lm
 from .qa_generation import QAPairGenerator  # qa generation (nlp/10)
+from .seq2seq import collate_seq2seq, encode_seq2seq, seq2seq_loss, train_seq2seq
 from .char_bert import CHAR_BERT_BUDGETS, char_bert_recipe, char_tokenizer, kexue_cache_dir, pretrained_char_bert
 
 __all__ = sorted(n for n in dir() if not n.startswith("_"))

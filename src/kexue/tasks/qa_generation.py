@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from .._validate import check_bool, check_choice, check_float, check_int
 from ..generation import NgramIndex, generate
-from ..nn import seq2seq_lm_loss
 from ..ops import sequence_padding
+from .seq2seq import collate_seq2seq, seq2seq_loss, train_seq2seq
 
 __all__ = ["QAPairGenerator", "LAYOUTS", "TOP_P_SAMPLING"]
 
@@ -111,16 +111,18 @@ class QAPairGenerator(nn.Module):
 
     def collate(self, examples: Sequence[tuple[list[int], list[int]]]) -> dict[str, Tensor]:
         """Right-padded batch: input_ids, segment_ids, attention_mask [B, n]."""
-        ids = torch.as_tensor(sequence_padding([e[0] for e in examples], value=self.pad_id))
-        seg = torch.as_tensor(sequence_padding([e[1] for e in examples], value=0))
-        mask = torch.as_tensor(sequence_padding([[1] * len(e[0]) for e in examples], value=0))
-        return {"input_ids": ids.long(), "segment_ids": seg.long(), "attention_mask": mask.long()}
+        return collate_seq2seq(examples, self.pad_id)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """Next-token cross-entropy over the answer and question tokens (and their [SEP]s)."""
-        logits = self.model(batch["input_ids"], segment_ids=batch["segment_ids"],
-                            attention_mask=batch["attention_mask"]).logits
-        return seq2seq_lm_loss(logits, batch["input_ids"], batch["segment_ids"], batch["attention_mask"])
+        return seq2seq_loss(self.model, batch)
+
+    def fit(self, examples: Sequence[tuple[str, str, str]], *, steps: int, batch_size: int = 32, lr: float = 1e-3,
+            seed: int = 0, **kwargs) -> list[float]:
+        """Fine-tune on (passage, answer, question) triples with `kexue.tasks.train_seq2seq`; the step losses."""
+        encoded = [self.encode(p, a, q) for p, a, q in examples]
+        return train_seq2seq(self.model, encoded, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                             pad_id=self.pad_id, **kwargs)
 
     # ---------------------------------------------------------------------------------------- generation
     def _text(self, ids: Sequence[int]) -> str:
