@@ -39,3 +39,14 @@ def test_bad_arguments_are_named():
         marker_sentences(5, min_len=2, max_len=4, max_markers_per_sentence=3)
     with pytest.raises(ValueError, match="n_neutral"):
         marker_vocab(n_neutral=0)
+
+
+def test_marker_free_sentences_get_label_two_and_the_default_draws_are_unchanged():
+    data = marker_sentences(600, seed=4, p_no_marker=1 / 3)
+    free = [i for i in range(len(data)) if data.labels[i] == 2]
+    assert 0.25 < len(free) / 600 < 0.42
+    assert all(not any(data.is_marker[i]) and not any(t[0] in "+-" for t in data.tokens(i)) for i in free)
+    assert all(any(data.is_marker[i]) for i in range(len(data)) if data.labels[i] != 2)
+    assert marker_sentences(30, seed=4).input_ids == marker_sentences(30, seed=4, p_no_marker=0.0).input_ids
+    with pytest.raises(ValueError, match="p_no_marker"):
+        marker_sentences(5, p_no_marker=1.5)
