@@ -2,7 +2,8 @@
 is the inverse of the templates), and the consistency metric says no to wrong answers and foreign questions."""
 import pytest
 
-from kexue.datasets import make_qa_passages, parse_question, qa_consistent, qa_passage_chars
+from kexue.datasets import (make_qa_passages, make_title_passages, parse_question, qa_consistent, qa_passage_chars,
+                            score_qa_pairs)
 from kexue.datasets.qa_passages import ATTRIBUTES, LOCATION_ATTRIBUTE, PLACES
 
 
@@ -53,3 +54,24 @@ def test_bad_arguments_are_refused_by_name():
         make_qa_passages(3, 0, max_facts=20, entities=(1, 2))
     with pytest.raises(TypeError, match="question"):
         parse_question(None)
+
+
+def test_score_on_hand_made_pairs():
+    p = make_qa_passages(1, seed=2)[0]
+    (q0, a0), (q1, a1) = p.qa_pairs[:2]
+    wrong = next(v for v in ATTRIBUTES["颜色"] + PLACES if v not in p.text)      # not in the passage at all
+    s = score_qa_pairs([p, p], [[(q0, a0), (q0, a0), (q1, a1)], [(q0, wrong), ("随便", "")]])
+    assert s == {"support": pytest.approx(3 / 5), "consistency": pytest.approx(3 / 5), "distinct": 2.0}
+    with pytest.raises(ValueError, match="one list"):
+        score_qa_pairs([p], [])
+
+
+def test_title_passages_state_the_title_facts_of_the_main_entity():
+    data = make_title_passages(100, seed=0)
+    assert data == make_title_passages(100, seed=0)
+    for text, title in data:
+        place, rest = title.split("的", 1)
+        job, entity = rest[:2], rest[2:]
+        assert f"{entity}的职业是{job}。" in text and f"{entity}位于{place}。" in text
+        assert text.count("的职业是") == 1 and 3 <= text.count("。") <= 6
+        assert set(text + title) <= set(qa_passage_chars())

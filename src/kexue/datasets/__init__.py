@@ -6,7 +6,8 @@ from .spo import PREDICATES, SPOSentence, spo_sentences  # spo sentences (nlp/02
 from .ner import NER_TAGS, NER_TYPES, NERSentence, ner_sentences
 # toy tables and questions (nlp/03)
 from .passages import FactQuestion, KeyValuePassage, fact_questions, key_value_passages
-from .qa_passages import QAPassage, make_qa_passages, parse_question, qa_consistent, qa_passage_chars
+from .qa_passages import (QAPassage, make_qa_passages, make_title_passages, parse_question, qa_consistent,
+                          qa_passage_chars, score_qa_pairs)
 from .paraphrase import ParaphraseGroups, make_paraphrase_groups
 from .dialogs import DIALOG_FACTS, ScriptedDialog, scripted_dialogs
 from .recall import RecallTask, associative_recall, recall_vocab_size, sort_unique

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .._validate import check_int
 
 __all__ = ["QAPassage", "make_qa_passages", "parse_question", "qa_consistent", "qa_passage_chars",
-           "LOCATION_ATTRIBUTE"]
+           "score_qa_pairs", "make_title_passages", "LOCATION_ATTRIBUTE"]
 
 SYLLABLES = "阿巴卡达尔法加哈伊佳克拉马纳欧帕奇莎塔乌维夏亚扎"
 ATTRIBUTES = {
@@ -108,3 +108,45 @@ def qa_passage_chars() -> str:
     texts = [SYLLABLES, *ATTRIBUTES, *(v for vs in ATTRIBUTES.values() for v in vs), *PLACES,
              *_ATTR_QUESTIONS, *_PLACE_QUESTIONS, _fact_sentence("", "颜色", ""), _fact_sentence("", "位置", "")]
     return "".join(sorted({c for t in texts for c in t} - set("{}ae")))
+
+
+def score_qa_pairs(passages: list[QAPassage], generated: list[list[tuple[str, str]]]) -> dict[str, float]:
+    """Spec nlp/10's metrics of generated (question, answer) pairs, generated[i] for passages[i]: support (the
+    answer is a non-empty passage substring), consistency (`qa_consistent`), both over all pairs, and distinct
+    (q, a) pairs per passage."""
+    if len(passages) != len(generated) or not passages:
+        raise ValueError(f"need one list of generated pairs per passage, got {len(generated)} lists for "
+                         f"{len(passages)} passages")
+    pairs = [(p, q, a) for p, gen in zip(passages, generated) for q, a in gen]
+    if not pairs:
+        raise ValueError("no generated pairs to score")
+    return {"support": sum(bool(a) and a in p.text for p, _, a in pairs) / len(pairs),
+            "consistency": sum(qa_consistent(p, q, a) for p, q, a in pairs) / len(pairs),
+            "distinct": sum(len(set(gen)) for gen in generated) / len(generated)}
+
+
+def make_title_passages(n: int, seed: int, min_facts: int = 3, max_facts: int = 6) -> list[tuple[str, str]]:
+    """`n` (passage, title) pairs for UniLM title generation (a synthetic stand-in for bert4keras's
+    task_seq2seq_autotitle data): a passage of min_facts..max_facts facts about one main entity, always
+    with its job and its place, plus facts about one other entity, shuffled; the title is "{地点}的{职业}{实体}"
+    of the main entity (the main entity is the one whose job is stated), e.g. "北京的医生阿巴". Seeded."""
+    n = check_int("n", n, 0)
+    seed = check_int("seed", seed)
+    max_facts = check_int("max_facts", max_facts, 3, 9)
+    min_facts = check_int("min_facts", min_facts, 3, max_facts)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        main = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3)))
+        other = main
+        while main in other or other in main:
+            other = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3)))
+        job, place = rng.choice(ATTRIBUTES["职业"]), rng.choice(PLACES)
+        facts = [(main, "职业", job), (main, LOCATION_ATTRIBUTE, place)]
+        extra = [(main, a) for a in ATTRIBUTES if a != "职业"] + \
+                [(other, a) for a in (*ATTRIBUTES, LOCATION_ATTRIBUTE) if a != "职业"]
+        for e, a in rng.sample(extra, rng.randint(min_facts, max_facts) - 2):
+            facts.append((e, a, rng.choice(PLACES if a == LOCATION_ATTRIBUTE else ATTRIBUTES[a])))
+        rng.shuffle(facts)
+        out.append(("".join(_fact_sentence(*f) for f in facts), f"{place}的{job}{main}"))
+    return out

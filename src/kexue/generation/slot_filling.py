@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validate import check_choice, check_int
+from .._validate import check_bool, check_choice, check_int
 from ..ops import sequence_padding
 from .limits import check_token_id, check_token_ids
 
@@ -88,6 +88,22 @@ def vote_answers(cands: Iterable[tuple[Hashable, float]],
     return {a: sum(x * x for x in v) / (sum(v) + 1) for a, v in groups.items()}
 
 
+def _argmax_decode(slot_probs: Tensor, index: NgramIndex, end_id: int, min_len: int = 0) -> tuple[list[int], float]:
+    """Unconstrained: the most probable token of each slot until end_id (not before `min_len` tokens);
+    score = mean chosen probability, the end slot included. `index` is unused (same signature)."""
+    answer, chosen = [], []
+    for row in slot_probs.float():
+        if len(answer) < min_len:
+            row = row.clone()
+            row[end_id] = -1.0
+        tok = int(row.argmax())
+        chosen.append(float(slot_probs[len(chosen), tok]))
+        if tok == end_id:
+            break
+        answer.append(tok)
+    return answer, sum(chosen) / len(chosen)
+
+
 @dataclass
 class SlotReaderOutput:
     slot_logits: Tensor                # [B, num_slots, V]
@@ -139,17 +155,18 @@ class MLMSlotReader(nn.Module):
 
     @torch.no_grad()
     def answer(self, question_ids: Sequence[int], passages: Sequence[Sequence[int]], max_q: int = 64,
-               max_p: int = 256, min_len: int = 0) -> tuple[tuple[int, ...], float]:
+               max_p: int = 256, min_len: int = 0, constrained: bool = True) -> tuple[tuple[int, ...], float]:
         """One batched MLM pass over all passages, constrained decoding per passage, then voting.
-        Returns (answer ids, vote score); ((), 0.0) when no passage proposes an answer."""
+        Returns (answer ids, vote score); ((), 0.0) when no passage proposes an answer.
+        constrained=False: plain argmax per slot up to the first end token (the ablation of the article)."""
         if len(passages) == 0:
             raise ValueError("passages must hold at least one passage, got none")
         built = [self.build_inputs(question_ids, p, max_q, max_p) for p in passages]
         ids = sequence_padding([b["input_ids"] for b in built], value=self.pad_id)
         mask = sequence_padding([[1] * len(b["input_ids"]) for b in built])
         probs = self(ids, mask, torch.zeros_like(ids)).slot_logits.float().softmax(-1)  # [P, L, V]
-        cands = [passage_constrained_decode(pr, NgramIndex(b["passage_ids"]), self.sep_id, min_len)
-                 for pr, b in zip(probs, built)]
+        decode = passage_constrained_decode if check_bool("constrained", constrained) else _argmax_decode
+        cands = [decode(pr, NgramIndex(b["passage_ids"]), self.sep_id, min_len) for pr, b in zip(probs, built)]
         votes = vote_answers((tuple(a), s) for a, s in cands)
         if not votes:
             return (), 0.0
