@@ -254,3 +254,18 @@ def test_training_lowers_the_loss_and_scores_of_gold_predictions_are_one():
     assert len(preds) == 10 and all(isinstance(p, SQLQuery) for p in preds)
     with pytest.raises(ValueError, match="steps"):
         train_nl2sql(model, ENCODER, items, steps=0)
+
+
+def test_question_aware_select_head_is_tanh_of_column_plus_question_summary():
+    base = tiny_model()
+    model = NL2SQLModel(base.backbone, col_hidden=16, question_aware_select=True).eval()
+    batch = ENCODER.collate([ENCODER.encode("城市是北京的人口", ["城市", "人口", "省份"])])
+    with torch.no_grad():
+        out = model(**batch)
+        H = model.backbone(batch["input_ids"], batch["token_type_ids"]).last_hidden_state
+        H_h = H[0, batch["header_pos"][0]]                                               # [h, C]
+        ctx = model.sel_context
+        expected = model.sel_agg(torch.tanh(ctx["column"](H_h) + ctx["question"](H[0, 0])))
+    assert torch.allclose(out.sel_agg_logits[0], expected, atol=1e-6)
+    with pytest.raises(TypeError, match="question_aware_select"):
+        NL2SQLModel(base.backbone, question_aware_select=1)

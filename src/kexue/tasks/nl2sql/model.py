@@ -6,6 +6,8 @@ H = backbone(input_ids) [B, n, C]; H_h = H gathered at each header's [CLS] [B, h
 - condition op: per token, softmax over the 4 ops + "no condition" (a run of one op is a value span);
 - condition column: per token, additive attention s(t, c) = w . tanh(W1 h_t + W2 h_c) over the real columns
   (col_hidden=0: the first version's linear s(t, c) = w1 . h_t + w2 . h_c).
+`question_aware_select=True` (not in the article) feeds the select/agg head tanh(W_c h_c + W_q H[0]) instead
+of h_c, so a column can be compared with the question summary without attending across segments.
 `header_pooling="mean"` (not in the article) represents a column by the mean of its `[CLS] header [SEP]`
 block instead of its [CLS] state: a small BERT trained from scratch finds the header names faster so.
 The loss is the sum of the four masked cross-entropies of `nl2sql_baseline.py`."""
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue._validate import check_choice, check_int
+from kexue._validate import check_bool, check_choice, check_int
 
 __all__ = ["ColumnAttention", "NL2SQLModel", "NL2SQLOutput"]
 
@@ -55,7 +57,7 @@ class NL2SQLModel(nn.Module):
     `forward(..., labels=batch)` also returns the loss."""
 
     def __init__(self, backbone: nn.Module, num_agg: int = 7, num_op: int = 5, num_conn: int = 3,
-                 col_hidden: int = 256, header_pooling: str = "cls"):
+                 col_hidden: int = 256, header_pooling: str = "cls", question_aware_select: bool = False):
         super().__init__()
         self.header_pooling = check_choice("header_pooling", header_pooling, ("cls", "mean"))
         dim = getattr(getattr(backbone, "config", None), "hidden_size", None)
@@ -68,6 +70,8 @@ class NL2SQLModel(nn.Module):
         self.backbone = backbone
         self.conn = nn.Linear(dim, num_conn)
         self.sel_agg = nn.Linear(dim, num_agg)
+        self.sel_context = (nn.ModuleDict({"column": nn.Linear(dim, dim), "question": nn.Linear(dim, dim, bias=False)})
+                            if check_bool("question_aware_select", question_aware_select) else None)
         self.cond_op = nn.Linear(dim, num_op)
         self.cond_col = ColumnAttention(dim, col_hidden)
 
@@ -87,7 +91,9 @@ class NL2SQLModel(nn.Module):
         H = self.backbone(input_ids, token_type_ids).last_hidden_state                     # [B, n, C]
         H_h = (torch.gather(H, 1, header_pos[..., None].expand(-1, -1, H.shape[-1])) if self.header_pooling == "cls"
                else self.header_blocks(input_ids, header_pos, header_mask) @ H)            # [B, h, C]
-        out = NL2SQLOutput(self.sel_agg(H_h), self.conn(H[:, 0]), self.cond_op(H),
+        sel_in = H_h if self.sel_context is None else torch.tanh(
+            self.sel_context["column"](H_h) + self.sel_context["question"](H[:, :1]))      # [B, h, C]
+        out = NL2SQLOutput(self.sel_agg(sel_in), self.conn(H[:, 0]), self.cond_op(H),
                            self.cond_col(H, H_h, header_mask))
         if labels is not None:
             if question_mask is None:
