@@ -20,9 +20,10 @@ from kexue.tasks.nl2sql import NL2SQLDecoder, NL2SQLEncoder, NL2SQLModel, Table
 from kexue.tasks.nl2sql.fit import encode_examples, nl2sql_scores, predict_nl2sql, train_nl2sql
 from kexue.tokenizers import Tokenizer, build_char_vocab
 
-BUDGETS = {"smoke": dict(tables=8, questions=5, layers=1, hidden=32, steps=3, batch=8, lr=3e-3),
-           "quick": dict(tables=40, questions=20, layers=2, hidden=64, steps=500, batch=16, lr=2e-3),
-           "full": dict(tables=200, questions=20, layers=3, hidden=128, steps=4000, batch=32, lr=1e-3)}
+BUDGETS = {"smoke": dict(tables=8, questions=5, layers=1, hidden=32, col_hidden=16, steps=3, batch=8, lr=3e-3),
+           "quick": dict(tables=60, questions=20, layers=2, hidden=64, col_hidden=64, steps=1500, batch=16, lr=2e-3),
+           "full": dict(tables=200, questions=20, layers=3, hidden=128, col_hidden=256, steps=3000, batch=32,
+                        lr=1.5e-3)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         vocab_size=len(vocab), hidden_size=b["hidden"], num_hidden_layers=b["layers"],
         num_attention_heads=max(2, b["hidden"] // 32), intermediate_size=4 * b["hidden"],
         max_position_embeddings=160, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), model="roformer")
-    model = NL2SQLModel(backbone, col_hidden=b["hidden"], header_pooling="mean", question_aware_select=True)
+    model = NL2SQLModel(backbone, col_hidden=b["col_hidden"], header_pooling="mean", question_aware_select=True)
     print(f"model: char RoFormer from scratch, {b['layers']} layers, d={b['hidden']}, {len(vocab)} chars; "
           f"{b['steps']} steps of {b['batch']} (not the article's pretrained BERT-wwm)")
 

@@ -63,6 +63,12 @@ def test_corruption_and_omission_rates():
     assert not any(e["corrupted"] for e in none.train + none.test)
 
 
+def test_test_tables_can_carry_more_questions():
+    w = make_nl2sql_world(n_tables=10, questions_per_table=4, test_questions_per_table=9, seed=1)
+    assert len(w.train) == 8 * 4 and len(w.test) == 2 * 9
+    assert w.train == make_nl2sql_world(n_tables=10, questions_per_table=4, seed=1).train
+
+
 def test_single_table_and_question_are_seeded():
     t = make_table(random.Random(4), "x")
     assert t == make_table(random.Random(4), "x") and t["id"] == "x"
@@ -70,7 +76,8 @@ def test_single_table_and_question_are_seeded():
 
 
 @pytest.mark.parametrize("kwargs, match", [({"n_tables": 1}, "n_tables"), ({"test_fraction": 1.0}, "test_fraction"),
-                                           ({"corrupt_prob": 1.5}, "corrupt_prob"), ({"seed": -1}, "seed")])
+                                           ({"corrupt_prob": 1.5}, "corrupt_prob"), ({"seed": -1}, "seed"),
+                                           ({"test_questions_per_table": 0}, "test_questions_per_table")])
 def test_bad_arguments_are_refused_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_nl2sql_world(**kwargs)

@@ -269,3 +269,14 @@ def test_question_aware_select_head_is_tanh_of_column_plus_question_summary():
     assert torch.allclose(out.sel_agg_logits[0], expected, atol=1e-6)
     with pytest.raises(TypeError, match="question_aware_select"):
         NL2SQLModel(base.backbone, question_aware_select=1)
+
+
+def test_ablation_prediction_decodes_one_forward_pass_with_each_decoder():
+    from kexue.tasks.nl2sql.fit import predict_nl2sql, predict_nl2sql_ablation
+    model = tiny_model()
+    decoders = {"full": NL2SQLDecoder(), "raw": NL2SQLDecoder(value_snapping=False, column_repair=False)}
+    both = predict_nl2sql_ablation(model, ENCODER, decoders, WORLD.test[:6], TABLES, batch_size=4)
+    for name, decoder in decoders.items():
+        assert both[name] == predict_nl2sql(model, ENCODER, decoder, WORLD.test[:6], TABLES, batch_size=6)
+    with pytest.raises(TypeError, match="decoders"):
+        predict_nl2sql_ablation(model, ENCODER, {}, WORLD.test[:6], TABLES)

@@ -111,10 +111,14 @@ def make_question(rng: random.Random, table: dict, corrupt_prob: float = 0.2,
 
 
 def make_nl2sql_world(n_tables: int = 200, questions_per_table: int = 20, test_fraction: float = 0.2,
-                      corrupt_prob: float = 0.2, omit_column_prob: float = 0.3, seed: int = 0) -> NL2SQLWorld:
-    """`n_tables` tables, the last round(test_fraction * n_tables) held out, `questions_per_table` each."""
+                      corrupt_prob: float = 0.2, omit_column_prob: float = 0.3, seed: int = 0,
+                      test_questions_per_table: int | None = None) -> NL2SQLWorld:
+    """`n_tables` tables, the last round(test_fraction * n_tables) held out; `questions_per_table` on each
+    train table and `test_questions_per_table` (default the same) on each test table."""
     check_int("n_tables", n_tables, low=2)
     check_int("questions_per_table", questions_per_table, low=1)
+    n_test_questions = questions_per_table if test_questions_per_table is None else \
+        check_int("test_questions_per_table", test_questions_per_table, low=1)
     check_float("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
     check_float("corrupt_prob", corrupt_prob, 0.0, 1.0)
     check_float("omit_column_prob", omit_column_prob, 0.0, 1.0)
@@ -122,8 +126,8 @@ def make_nl2sql_world(n_tables: int = 200, questions_per_table: int = 20, test_f
     n_test = min(n_tables - 1, max(1, round(test_fraction * n_tables)))
     rng = random.Random(seed)
     tables = [make_table(rng, f"t{i}") for i in range(n_tables)]
-    examples = [[make_question(rng, t, corrupt_prob, omit_column_prob) for _ in range(questions_per_table)]
-                for t in tables]
     split = n_tables - n_test
+    examples = [[make_question(rng, t, corrupt_prob, omit_column_prob)
+                 for _ in range(questions_per_table if i < split else n_test_questions)] for i, t in enumerate(tables)]
     return NL2SQLWorld({t["id"]: t for t in tables}, [e for ex in examples[:split] for e in ex],
                        [e for ex in examples[split:] for e in ex])

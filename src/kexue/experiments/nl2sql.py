@@ -16,14 +16,18 @@ from kexue.datasets import make_nl2sql_world
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.models import build_transformer_model
 from kexue.tasks.nl2sql import NL2SQLDecoder, NL2SQLEncoder, NL2SQLModel, Table
-from kexue.tasks.nl2sql.fit import encode_examples, nl2sql_scores, predict_nl2sql, train_nl2sql
+from kexue.tasks.nl2sql.fit import encode_examples, nl2sql_scores, predict_nl2sql_ablation, train_nl2sql
 from kexue.tokenizers import Tokenizer, build_char_vocab
 
-# mode -> tables, questions per table, corrupted share of text equality values, layers, hidden size, column-head hidden units, steps, batch, lr
+# mode -> tables, questions per train / test table, corrupted share of text equality values, layers, hidden
+# size, column-head hidden units, Adam steps, batch, learning rate
 _BUDGET = {
-    "smoke": dict(tables=10, questions=6, corrupt=0.6, layers=1, hidden=32, col_hidden=16, steps=4, batch=8, lr=3e-3),
-    "quick": dict(tables=40, questions=20, corrupt=0.2, layers=2, hidden=64, col_hidden=64, steps=500, batch=16, lr=2e-3),
-    "full": dict(tables=200, questions=20, corrupt=0.2, layers=3, hidden=128, col_hidden=256, steps=4000, batch=32, lr=1e-3),
+    "smoke": dict(tables=10, questions=6, test_questions=6, corrupt=0.6, layers=1, hidden=32, col_hidden=16,
+                  steps=4, batch=8, lr=3e-3),
+    "quick": dict(tables=60, questions=20, test_questions=60, corrupt=0.2, layers=2, hidden=64, col_hidden=64,
+                  steps=1500, batch=16, lr=2e-3),
+    "full": dict(tables=200, questions=20, test_questions=60, corrupt=0.2, layers=3, hidden=128, col_hidden=256,
+                 steps=3000, batch=32, lr=1.5e-3),
 }
 BACKBONE, HEADER_POOLING, QUESTION_AWARE_SELECT = "roformer", "mean", True    # see the deviations
 DECODERS = {"full post-processing": NL2SQLDecoder(),
@@ -46,7 +50,8 @@ def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
     b = _BUDGET[check_choice("mode", mode, tuple(_BUDGET))]
     seed = check_int("seed", seed, low=0)
-    world = make_nl2sql_world(b["tables"], b["questions"], corrupt_prob=b["corrupt"], seed=seed)
+    world = make_nl2sql_world(b["tables"], b["questions"], corrupt_prob=b["corrupt"], seed=seed,
+                              test_questions_per_table=b["test_questions"])
     tables = {k: Table.from_dict(v) for k, v in world.tables.items()}
     train_ids = {e["table_id"] for e in world.train}
     vocab = build_char_vocab([e["question"] for e in world.train] +
@@ -60,8 +65,8 @@ def run(mode: str, seed: int) -> Measurement:
                "corrupted": [i for i, e in enumerate(world.test) if e["corrupted"]],
                "column omitted": [i for i, e in enumerate(world.test) if e["column_omitted"]]}
     rows, acc = [], {}
-    for name, decoder in DECODERS.items():
-        preds = predict_nl2sql(model, encoder, decoder, world.test, tables)
+    all_preds = predict_nl2sql_ablation(model, encoder, DECODERS, world.test, tables)
+    for name, preds in all_preds.items():
         row = {"decoder": name}
         for subset, idx in subsets.items():
             s = nl2sql_scores([preds[i] for i in idx], [world.test[i] for i in idx], tables) if idx else \
@@ -92,7 +97,8 @@ def run(mode: str, seed: int) -> Measurement:
 
 def _setup(mode: str) -> str:
     b = _BUDGET[mode]
-    return (f"{b['tables']} tables x {b['questions']} questions, 20 % of the tables held out; BERT with rotary "
+    return (f"{b['tables']} tables, 20 % held out, {b['questions']} questions per train table and "
+            f"{b['test_questions']} per test table (for a larger corrupted-value subset); BERT with rotary "
             f"positions (RoFormer) from scratch, "
             f"{b['layers']} layers, d={b['hidden']}, char vocabulary; column head {b['col_hidden']} tanh units; "
             f"{b['steps']} Adam steps of {b['batch']}, lr {b['lr']:g}")

@@ -84,7 +84,8 @@ class NL2SQLEncoder:
         bad = [c for c in sql.sel + [c for c, _, _ in sql.conds] if c >= num_headers]
         if bad:
             raise ValueError(f"sql refers to columns {bad}, the table has {num_headers} headers")
-        if max(sql.agg, default=0) >= self.num_agg - 1 or max((o for _, o, _ in sql.conds), default=0) >= self.num_op - 1:
+        max_op = max((o for _, o, _ in sql.conds), default=0)
+        if max(sql.agg, default=0) >= self.num_agg - 1 or max_op >= self.num_op - 1:
             raise ValueError(f"sql has an agg >= num_agg - 1 = {self.num_agg - 1} or an op >= num_op - 1 = "
                              f"{self.num_op - 1} (those ids mean 'not selected' / 'no condition')")
         sel_agg = torch.full((num_headers,), self.num_agg - 1)

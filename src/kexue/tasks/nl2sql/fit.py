@@ -15,7 +15,7 @@ from .execute import execution_match
 from .model import NL2SQLModel
 from .query import SQLQuery, Table, logic_form_match
 
-__all__ = ["encode_examples", "train_nl2sql", "predict_nl2sql", "nl2sql_scores"]
+__all__ = ["encode_examples", "train_nl2sql", "predict_nl2sql", "predict_nl2sql_ablation", "nl2sql_scores"]
 
 
 def encode_examples(encoder: NL2SQLEncoder, examples: Sequence[Mapping], tables: Mapping[str, Table]) -> list[dict]:
@@ -60,24 +60,36 @@ def train_nl2sql(model: NL2SQLModel, encoder: NL2SQLEncoder, items: Sequence[dic
     return losses
 
 
-@torch.no_grad()
 def predict_nl2sql(model: NL2SQLModel, encoder: NL2SQLEncoder, decoder: NL2SQLDecoder,
                    examples: Sequence[Mapping], tables: Mapping[str, Table], batch_size: int = 64) -> list[SQLQuery]:
     """The decoded query of each example."""
+    return predict_nl2sql_ablation(model, encoder, {"": decoder}, examples, tables, batch_size)[""]
+
+
+@torch.no_grad()
+def predict_nl2sql_ablation(model: NL2SQLModel, encoder: NL2SQLEncoder, decoders: Mapping[str, NL2SQLDecoder],
+                            examples: Sequence[Mapping], tables: Mapping[str, Table],
+                            batch_size: int = 64) -> dict[str, list[SQLQuery]]:
+    """{name: the query of each example decoded by that decoder}, from one forward pass per batch."""
     check_int("batch_size", batch_size, low=1)
+    if not decoders or not all(isinstance(d, NL2SQLDecoder) for d in decoders.values()):
+        raise TypeError(f"decoders must be a non-empty mapping of names to NL2SQLDecoder, got {decoders!r}")
     was_training = model.training
     model.eval()
-    preds = []
+    preds: dict[str, list[SQLQuery]] = {name: [] for name in decoders}
     for i in range(0, len(examples), batch_size):
         chunk = examples[i:i + batch_size]
         batch = encoder.collate([encoder.encode(e["question"], tables[e["table_id"]].headers) for e in chunk])
         out = model(**batch)
-        preds += [decoder.decode(out, e["question"], tables[e["table_id"]], index=b) for b, e in enumerate(chunk)]
+        for name, decoder in decoders.items():
+            preds[name] += [decoder.decode(out, e["question"], tables[e["table_id"]], index=b)
+                            for b, e in enumerate(chunk)]
     model.train(was_training)
     return preds
 
 
-def nl2sql_scores(preds: Sequence[SQLQuery], examples: Sequence[Mapping], tables: Mapping[str, Table]) -> dict[str, float]:
+def nl2sql_scores(preds: Sequence[SQLQuery], examples: Sequence[Mapping],
+                  tables: Mapping[str, Table]) -> dict[str, float]:
     """logic_form_acc and execution_acc (the competition's two scores) and their mean."""
     if len(preds) != len(examples) or not examples:
         raise ValueError(f"preds and examples must be equally long and non-empty, got {len(preds)}, {len(examples)}")
