@@ -43,11 +43,7 @@ def _reach(pattern, n=32, rate=4, window=3):
     torch.manual_seed(0)
     model = RecallModel(20, 16, pattern, **pattern_sizes(pattern, rate, window))
     emb = model.embed(torch.randint(0, 20, (1, n))).detach().requires_grad_()
-    h = emb
-    for i in range(2):                                           # the model's own forward, from the embeddings
-        h = h + model.proj[i](model.attn[i](model.norms[2 * i](h)))
-        h = h + model.ffn[i](model.norms[2 * i + 1](h))
-    model.head(model.norms[-1](h[:, -1])).sum().backward()
+    model.from_embeddings(emb).sum().backward()
     return {j for j in range(n) if emb.grad[0, j].abs().sum() > 0}
 
 

@@ -107,7 +107,9 @@ class RecallModel(nn.Module):
         self.head = nn.Linear(width, VALUES)
 
     def forward(self, tokens: Tensor) -> Tensor:                       # [B, n] -> [B, VALUES]
-        h = self.embed(tokens)                                          # [B, n, width]
+        return self.from_embeddings(self.embed(tokens))
+
+    def from_embeddings(self, h: Tensor) -> Tensor:                    # [B, n, width] -> [B, VALUES]
         for i in range(LAYERS):
             h = h + self.proj[i](self.attn[i](self.norms[2 * i](h)))
             h = h + self.ffn[i](self.norms[2 * i + 1](h))
