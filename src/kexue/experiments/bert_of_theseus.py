@@ -8,63 +8,25 @@ layers (plus their own copy of the embeddings, Su's recipe), trained three ways 
 successor updates: (1) directly; (2) Theseus with p = 0.5, then successor-only fine-tuning; (3) Theseus with
 the linear curriculum p_t = min(1, k t + 0.3), then successor-only fine-tuning. The recipe only: the hybrid is
 `kexue.compress.TheseusModel`, the schedules `ConstantReplacement` / `LinearReplacement`, the training loop
-`kexue.tasks.fit_classifier`.
+`kexue.tasks.theseus_compress` / `fit_classifier`.
 """
 from __future__ import annotations
 
-import torch
+import copy
 
 from kexue._validate import check_choice, check_int
-from kexue.compress import ConstantReplacement, LinearReplacement, TheseusModel
+from kexue.compress import ConstantReplacement, LinearReplacement
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
-from kexue.train import Callback
 
 SUCCESSOR_LAYERS, P_CONSTANT, LINEAR_BASE, BATCH = 2, 0.5, 0.3, 32
 # mode -> (char BERT / data budget, predecessor epochs, Theseus epochs, successor-only epochs)
 _BUDGET = {"smoke": ("smoke", 1, 1, 1), "quick": ("quick", 1, 1, 1), "full": ("full", 3, 3, 2)}
 
 
-class StepSchedule(Callback):
-    """Advance a replacement schedule once per optimizer step (the model reads its `rate`)."""
-
-    def __init__(self, schedule: ConstantReplacement | LinearReplacement):
-        self.schedule = schedule
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.schedule.step()
-
-
-def theseus_arm(predecessor, pretrained_successor, train, epochs: int, final_epochs: int, schedule, lr: float,
-                seed: int):
-    """Theseus training of a copy of `pretrained_successor` inside the frozen predecessor, then successor-only
-    fine-tuning; returns the exported successor classifier and the losses of both stages."""
-    from kexue.tasks import fit_classifier
-    pred = _frozen_copy(predecessor)
-    succ = _copy(pretrained_successor).backbone
-    hybrid = TheseusModel(pred.backbone, succ, pred.head, scheduler=schedule,
-                          generator=torch.Generator().manual_seed(seed))
-    hybrid.train()
-    losses = fit_classifier(hybrid, train, epochs, BATCH, lr, seed, callbacks=[StepSchedule(schedule)])
-    student = hybrid.export_successor()
-    losses += fit_classifier(student, train, final_epochs, BATCH, lr, seed + 1)
-    return student.eval(), losses
-
-
-def _copy(model):
-    import copy
-    return copy.deepcopy(model)
-
-
-def _frozen_copy(model):
-    m = _copy(model)
-    m.requires_grad_(False)
-    return m.eval()
-
-
 def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
     from kexue.tasks import (SENTIMENT_BUDGETS, char_bert_classifier, char_tokenizer, classifier_accuracy,
-                             fit_classifier, pretrained_char_bert, sentiment_data)
+                             fit_classifier, pretrained_char_bert, sentiment_data, theseus_compress)
     check_choice("mode", mode, tuple(_BUDGET))
     seed = check_int("seed", seed, 0)
     budget, pred_epochs, theseus_epochs, final_epochs = _BUDGET[mode]
@@ -78,14 +40,14 @@ def run(mode: str, seed: int) -> Measurement:
     predecessor.eval()
     pretrained_successor = char_bert_classifier(ckpt, num_layers=SUCCESSOR_LAYERS, seed=seed + 1)
 
-    direct = _copy(pretrained_successor)                                          # arm 1
+    direct = copy.deepcopy(pretrained_successor)                                  # arm 1
     direct_losses = fit_classifier(direct, train, theseus_epochs + final_epochs, BATCH, lr, seed + 2)
     steps_theseus = theseus_epochs * -(-len(train) // BATCH)
-    constant, constant_losses = theseus_arm(predecessor, pretrained_successor, train, theseus_epochs, final_epochs,
-                                            ConstantReplacement(P_CONSTANT), lr, seed + 2)   # arm 2
+    constant, constant_losses = theseus_compress(predecessor, pretrained_successor, train, theseus_epochs,
+                                                 final_epochs, ConstantReplacement(P_CONSTANT), lr, seed + 2, BATCH)
     k = (1.0 - LINEAR_BASE) / steps_theseus                                        # p reaches 1 at the stage's end
-    linear, linear_losses = theseus_arm(predecessor, pretrained_successor, train, theseus_epochs, final_epochs,
-                                        LinearReplacement(LINEAR_BASE, k), lr, seed + 2)     # arm 3
+    linear, linear_losses = theseus_compress(predecessor, pretrained_successor, train, theseus_epochs, final_epochs,
+                                             LinearReplacement(LINEAR_BASE, k), lr, seed + 2, BATCH)
 
     acc = {name: classifier_accuracy(m, test) for name, m in
            (("predecessor", predecessor), ("direct", direct), ("theseus_constant", constant),

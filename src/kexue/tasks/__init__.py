@@ -15,5 +15,6 @@ from .seq2seq import collate_seq2seq, encode_seq2seq, seq2seq_loss, train_seq2se
 from .char_bert import CHAR_BERT_BUDGETS, char_bert_recipe, char_tokenizer, kexue_cache_dir, pretrained_char_bert
 from .sentiment import (SENTIMENT_BUDGETS, FineTunedSentiment, char_bert_classifier, classifier_accuracy,  # nlp/11-12
                         encode_examples, fine_tune_sentiment, fit_classifier, sentiment_data)
+from .theseus import StepReplacementSchedule, theseus_compress  # nlp/11
 
 __all__ = sorted(n for n in dir() if not n.startswith("_"))
