@@ -32,3 +32,12 @@ def test_bad_input_is_refused():
         triple_f1([{A}], [{A}, {B}])
     with pytest.raises(TypeError, match="string"):
         triple_f1(["abc"], [{A}])
+
+
+def test_bio_entities_hand_made():
+    from kexue.metrics import bio_entities
+    tags = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "I-ORG", "I-ORG", "O", "B-ORG"]
+    assert bio_entities(tags) == [(0, 1, "PER"), (3, 3, "LOC"), (4, 5, "LOC"), (6, 7, "ORG"), (9, 9, "ORG")]
+    assert bio_entities([]) == [] and bio_entities(["O", "O"]) == []
+    with pytest.raises(ValueError, match="position 1"):
+        bio_entities(["O", "PER"])

@@ -195,6 +195,9 @@ def test_training_batch_samples_one_gold_subject_and_its_objects():
         want = {(p, o) for s, p, o in ex[0][1] if s == (k1, k2)}
         assert {(p, o) for p, o in objs if (o[0], o[1]) in {w[1] for w in want}} == want
     assert seen == {(1, 2), (1, 3), (3, 3)}          # (1, 3): the reference's non-subject pairing
+    gold = {tuple(spo_training_batch(ex, 3, random.Random(s), sampling="gold")["subject_span"][0].tolist())
+            for s in range(30)}
+    assert gold == {(1, 2), (3, 3)}
     tags = b["labels"]["subject"][0]
     assert tags[:, 0].nonzero().flatten().tolist() == [1, 3] and tags[:, 1].nonzero().flatten().tolist() == [2, 3]
     with pytest.raises(ValueError, match="no triple"):
@@ -209,8 +212,28 @@ def test_bad_extractor_arguments_are_refused():
         SubjectObjectExtractor(bb, 0)
     with pytest.raises(ValueError, match="fuse"):
         SubjectObjectExtractor(bb, 2, fuse="concat")
+    with pytest.raises(ValueError, match="prior"):
+        SubjectObjectExtractor(bb, 2, prior=1.0)
+    m = SubjectObjectExtractor(bb, 2, prior=0.05)
+    with torch.no_grad():
+        probs = torch.sigmoid(torch.cat([m.subject_head.bias, m.object_head.bias]))
+    torch.testing.assert_close(probs, torch.full_like(probs, 0.05))
     model = SubjectObjectExtractor(bb, 2)
     with pytest.raises(ValueError, match="subject_span"):
         model(torch.tensor([[1, 2, 3]]), subject_span=torch.tensor([[2, 1]]))
     with pytest.raises(ValueError, match="subject_span"):
         model(torch.tensor([[1, 2, 3]]), labels={"subject": torch.zeros(1, 3, 2)})
+
+
+def test_predict_triples_equals_extract_on_each_unpadded_text_and_restores_the_mode():
+    from kexue.tasks.extraction import predict_triples
+    model = _model()
+    with torch.no_grad():
+        model.subject_head.bias.fill_(0.3)
+        model.object_head.bias.fill_(0.1)
+    texts = [[1, 5, 6, 2], [1, 7, 2], [1, 8, 9, 10, 11, 2]]
+    model.train()
+    got = predict_triples(model, texts, batch_size=2)
+    assert model.training
+    model.eval()
+    assert got == [model.extract(torch.tensor([t]))[0] for t in texts] and any(got)

@@ -2,99 +2,132 @@
 the Baidu/LIC 2019 data of https://kexue.fm/archives/6736 (spec nlp/02: 5 predicates, 1-3 triples a sentence,
 overlapping subjects, held-out templates with unseen entity strings).
 
-Sentences are rendered from templates whose slots hold random persons, cities, schools, books and companies.
-Overlap: one subject carries several triples, an entity is the object of one triple and the subject of another,
-and a company named after its city holds its headquarters' span inside its own (nested spans). Split "train" uses the training templates and entity
-strings; split "test" uses other templates and only entity strings never drawn for training (a fixed split
-of the strings, `_entities.side_of`). Spans are character offsets (start, end), both inclusive.
+A sentence is a topic entity (a person, a company or a book) followed by 1-3 clauses, each stating one fact
+about it (the subject is dropped after the first clause, as Chinese does, or resumed by 其), and sometimes a
+last clause about the person that a clause introduced (他 / 其). So one subject carries several triples, a
+person is the object of one triple (a book's author, a company's founder) and the subject of another, and
+city names sit inside school and company names. Every clause pattern belongs to one split: a "test" sentence
+uses at least one pattern never seen in training, so its template is held out, and only entity strings never
+drawn for training (a fixed split of the strings, `_entities.side_of`). Spans are character offsets (start,
+end), both inclusive.
 """
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 from kexue._validate import check_choice, check_int
 
-from ._entities import CITIES, entity
+from ._entities import entity
 
-__all__ = ["PREDICATES", "SPOSentence", "spo_sentences", "SPO_TEMPLATES"]
+__all__ = ["PREDICATES", "SPOSentence", "spo_sentences", "CLAUSES"]
 
 PREDICATES = ("出生地", "毕业院校", "作者", "总部地点", "创始人")
 BORN, SCHOOL, AUTHOR, HQ, FOUNDER = range(5)
-KIND = {"p": "person", "q": "person", "c": "city", "s": "school", "b": "book", "o": "company", "k": "city_company"}
 
-# template -> triples (subject slot, predicate, object slot); slot letters give the kind (KIND); "K" is the city
-# that begins a "k" company's name (its headquarters), a span nested in the company's span
-SPO_TEMPLATES = {
-    "train": [
-        ("{p}出生于{c}，毕业于{s}。", [("p", BORN, "c"), ("p", SCHOOL, "s")]),
-        ("{p}，{c}人，{s}毕业。", [("p", BORN, "c"), ("p", SCHOOL, "s")]),
-        ("《{b}》是{p}创作的小说。", [("b", AUTHOR, "p")]),
-        ("{p}写了《{b}》，他出生在{c}。", [("b", AUTHOR, "p"), ("p", BORN, "c")]),
-        ("{o}由{p}创办，总部设在{c}。", [("o", FOUNDER, "p"), ("o", HQ, "c")]),
-        ("{o}的总部位于{c}。", [("o", HQ, "c")]),
-        ("{p}创立了{o}。", [("o", FOUNDER, "p")]),
-        ("{p}毕业于{s}，后来创办了{o}。", [("p", SCHOOL, "s"), ("o", FOUNDER, "p")]),
-        ("来自{c}的{p}是《{b}》的作者。", [("p", BORN, "c"), ("b", AUTHOR, "p")]),
-        ("{o}总部在{c}，创始人是{p}，其毕业于{s}。", [("o", HQ, "c"), ("o", FOUNDER, "p"), ("p", SCHOOL, "s")]),
-        ("《{b}》一书的作者{p}出生于{c}，曾就读于{s}。", [("b", AUTHOR, "p"), ("p", BORN, "c"), ("p", SCHOOL, "s")]),
-        ("{p}和{q}共同创办了{o}。", [("o", FOUNDER, "p"), ("o", FOUNDER, "q")]),
-        ("{k}成立多年，创始人是{p}。", [("k", FOUNDER, "p"), ("k", HQ, "K")]),
-        ("{p}是{k}的创办者。", [("k", FOUNDER, "p"), ("k", HQ, "K")]),
-    ],
-    "test": [
-        ("{p}生于{c}，{s}毕业后写出了《{b}》。", [("p", BORN, "c"), ("p", SCHOOL, "s"), ("b", AUTHOR, "p")]),
-        ("{o}是一家总部位于{c}的企业，由{p}创立。", [("o", HQ, "c"), ("o", FOUNDER, "p")]),
-        ("小说《{b}》的作者是{p}。", [("b", AUTHOR, "p")]),
-        ("{o}的创始人{p}出生于{c}。", [("o", FOUNDER, "p"), ("p", BORN, "c")]),
-        ("毕业于{s}的{p}，出生在{c}。", [("p", SCHOOL, "s"), ("p", BORN, "c")]),
-        ("{k}的老板{p}来自{c}。", [("k", FOUNDER, "p"), ("k", HQ, "K"), ("p", BORN, "c")]),
-    ],
+# topic kind -> predicate -> (other entity's kind, the topic is the subject?, {"train": [...], "test": [...]})
+# a pattern holds "{}" for the other entity; a leading "的" attaches to the topic and becomes "其" later on.
+# The held-out ("test") patterns rephrase with characters the training patterns use, so a model that reads
+# characters could know them; the entity strings still hold characters rare or absent in training.
+CLAUSES = {
+    "person": {
+        BORN: ("city", True, {"train": ["出生于{}", "是{}人", "来自{}"], "test": ["出生在{}", "生于{}"]}),
+        SCHOOL: ("school", True, {"train": ["毕业于{}", "曾就读于{}"], "test": ["就读于{}"]}),
+        AUTHOR: ("book", False, {"train": ["写了《{}》", "是《{}》的作者"], "test": ["创作了《{}》"]}),
+        FOUNDER: ("company", False, {"train": ["创办了{}", "是{}的创始人"], "test": ["是{}的创办人"]}),
+    },
+    "company": {
+        HQ: ("city", True, {"train": ["总部位于{}", "的总部在{}"], "test": ["的总部位于{}"]}),
+        FOUNDER: ("person", True, {"train": ["由{}创办", "的创始人是{}"], "test": ["是{}创办的"]}),
+    },
+    "book": {
+        AUTHOR: ("person", True, {"train": ["的作者是{}", "由{}所著"], "test": ["是{}写的"]}),
+    },
 }
-
-_SLOT = re.compile(r"\{(\w)\}")
+TOPIC_WEIGHTS = {"person": 0.5, "company": 0.3, "book": 0.2}
+PRONOUN = {"train": "他", "test": "其"}
 
 
 @dataclass(frozen=True)
 class SPOSentence:
     text: str
     triples: tuple[tuple[tuple[int, int], int, tuple[int, int]], ...]   # ((s0, s1), predicate, (o0, o1)), chars
-    template: int                                                       # index in SPO_TEMPLATES[split]
+    template: str                                                       # the clause patterns, e.g. "X出生于{}|毕业于{}"
+
+    def token_triples(self, offset: int = 1) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
+        """The triples at token positions when char k is token k + offset (1: behind [CLS], 1:1 char tokens)."""
+        return [((s0 + offset, s1 + offset), p, (o0 + offset, o1 + offset)) for (s0, s1), p, (o0, o1) in self.triples]
 
     def string_triples(self) -> set[tuple[str, str, str]]:
         """(subject text, predicate name, object text) of every triple."""
         return {(self.text[s0:s1 + 1], PREDICATES[p], self.text[o0:o1 + 1]) for (s0, s1), p, (o0, o1) in self.triples}
 
 
-def _render(template: str, triples: list, rng: random.Random, side: str, index: int) -> SPOSentence:
-    while True:
-        fill = {slot: entity(KIND[slot], rng, side) for slot in set(_SLOT.findall(template))}
-        if len(set(fill.values())) == len(fill):          # distinct strings, so every mention is one entity
-            break
-    text, spans = "", {}
-    for k, part in enumerate(_SLOT.split(template)):       # literal text at even k, slot names at odd k
-        if k % 2:
-            spans[part] = (len(text), len(text) + len(fill[part]) - 1)
-            if part == "k":
-                city = next(c for c in CITIES if fill[part].startswith(c))
-                spans["K"] = (len(text), len(text) + len(city) - 1)
-            text += fill[part]
-        else:
-            text += part
-    out = tuple(sorted((spans[s], p, spans[o]) for s, p, o in triples))
-    return SPOSentence(text, out, index)
+class _Builder:
+    def __init__(self, rng: random.Random, split: str):
+        self.rng, self.split, self.text, self.triples, self.used, self.patterns = rng, split, "", [], set(), []
+
+    def mention(self, kind: str, wrap: str = "{}") -> tuple[int, int]:
+        while True:
+            name = entity(kind, self.rng, self.split)
+            if name not in self.used:
+                break
+        self.used.add(name)
+        left = wrap.index("{}")
+        start = len(self.text) + left
+        self.text += wrap.format(name)
+        return start, start + len(name) - 1
+
+    def clause(self, topic: tuple[int, int], kind: str, predicate: int, pattern: str, first: bool):
+        other, topic_is_subject, _ = CLAUSES[kind][predicate]
+        self.patterns.append(pattern)
+        if not first:
+            self.text += "，" + ("其" if pattern.startswith("的") else "")
+            pattern = pattern[1:] if pattern.startswith("的") else pattern
+        before, after = pattern.split("{}")
+        self.text += before
+        span = self.mention(other) if "《" not in before else self._book(after)
+        if "《" not in before:
+            self.text += after
+        self.triples.append((topic, predicate, span) if topic_is_subject else (span, predicate, topic))
+        return span
+
+    def _book(self, after: str) -> tuple[int, int]:
+        span = self.mention("book")
+        self.text += after
+        return span
+
+
+def _pick(rng: random.Random, options: dict, split: str, held_out: bool) -> str:
+    """A clause pattern: from the training patterns ("train"), from all ("test"), or a held-out one."""
+    return rng.choice(options["test"] if held_out else options["train"] + (options["test"] if split == "test" else []))
+
+
+def _sentence(rng: random.Random, split: str) -> SPOSentence:
+    b = _Builder(rng, split)
+    kind = rng.choices(list(TOPIC_WEIGHTS), weights=list(TOPIC_WEIGHTS.values()))[0]
+    preds = list(CLAUSES[kind])
+    rng.shuffle(preds)
+    preds = preds[:rng.randint(1, min(3, len(preds)))]
+    topic = b.mention(kind, rng.choice(("《{}》", "小说《{}》")) if kind == "book" else "{}")
+    held_out = False
+    for i, p in enumerate(preds):
+        options = CLAUSES[kind][p][2]
+        pattern = _pick(rng, options, split, split == "test" and not held_out and i == len(preds) - 1)
+        held_out |= pattern in options["test"]
+        span = b.clause(topic, kind, p, pattern, i == 0)
+    if CLAUSES[kind][p][0] == "person" and len(b.triples) < 3 and rng.random() < 0.5:
+        q = rng.choice((BORN, SCHOOL))                 # a fact about the person the last clause introduced
+        b.text += "，" + PRONOUN[split]
+        b.clause(span, "person", q, _pick(rng, CLAUSES["person"][q][2], split, False), True)
+    b.text += "。"
+    return SPOSentence(b.text, tuple(sorted(b.triples)), kind + ":" + "|".join(b.patterns))
 
 
 def spo_sentences(n: int, split: str = "train", seed: int = 0) -> list[SPOSentence]:
-    """`n` sentences of `split` ("train" or "test": held-out templates, unseen entity strings), seeded."""
+    """`n` sentences of `split` ("train", or "test": held-out clause patterns, unseen entity strings), seeded."""
     n = check_int("n", n, 0)
     check_choice("split", split, ("train", "test"))
     check_int("seed", seed, 0)
     rng = random.Random(f"spo-{split}-{seed}")
-    templates = SPO_TEMPLATES[split]
-    out = []
-    for _ in range(n):
-        i = rng.randrange(len(templates))
-        out.append(_render(*templates[i], rng, split, i))
-    return out
+    return [_sentence(rng, split) for _ in range(n)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Hashable, Iterable, Sequence
 
-__all__ = ["triple_f1"]
+__all__ = ["triple_f1", "bio_entities"]
 
 
 def triple_f1(pred: Sequence[Iterable[Hashable]], gold: Sequence[Iterable[Hashable]]) -> tuple[float, float, float]:
@@ -29,3 +29,19 @@ def triple_f1(pred: Sequence[Iterable[Hashable]], gold: Sequence[Iterable[Hashab
     recall = tp / n_gold if n_gold else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return f1, precision, recall
+
+
+def bio_entities(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Entities (start, end inclusive, type) of a BIO tag sequence ("B-PER", "I-PER", "O"): an entity starts
+    at B-X and runs over the following I-X; an I-X without a B-X of the same type before it starts one too
+    (the conlleval convention)."""
+    out, start, kind = [], None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if not isinstance(tag, str) or not (tag == "O" or tag[:2] in ("B-", "I-") and len(tag) > 2):
+            raise ValueError(f"tags must be 'O', 'B-<type>' or 'I-<type>', got {tag!r} at position {i}")
+        if start is not None and (tag == "O" or tag.startswith("B-") or tag[2:] != kind):
+            out.append((start, i - 1, kind))
+            start = None
+        if tag != "O" and start is None:
+            start, kind = i, tag[2:]
+    return out

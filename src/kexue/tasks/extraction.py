@@ -12,6 +12,7 @@ Spans are (start, end) token indices, both inclusive; a triple is ((s_start, s_e
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from .._validate import check_choice, check_float, check_int
 
 __all__ = ["SpanPointer", "SpanPointerOutput", "SubjectObjectExtractor", "ExtractorOutput", "pair_spans",
-           "decode_triples", "spo_training_batch", "Triple"]
+           "decode_triples", "predict_triples", "spo_training_batch", "Triple"]
 
 Span = tuple[int, int]
 Triple = tuple[Span, int, Span]
@@ -184,9 +185,13 @@ class SubjectObjectExtractor(nn.Module):
     forward(input_ids, segment_ids, attention_mask, subject_span [B, 2], labels) -> ExtractorOutput;
     labels = {"subject": [B, n, 2] 0/1 start/end tags of every gold subject, "object": [B, n, P, 2] tags of
     the objects of `subject_span`, per predicate}; loss = masked-mean BCE of the subject start and end
-    taggers + the same of the object taggers summed over predicates (the reference's four terms)."""
+    taggers + the same of the object taggers summed over predicates (the reference's four terms).
 
-    def __init__(self, backbone: nn.Module, num_predicates: int, fuse: str = "add_mean"):
+    prior: None keeps the taggers' zero bias (the reference's Dense); a probability p starts every tagger at
+    p (bias log(p / (1 - p))), the usual prior init for sparse tags: from scratch, fewer steps are spent
+    pushing every tag towards 0."""
+
+    def __init__(self, backbone: nn.Module, num_predicates: int, fuse: str = "add_mean", prior: float | None = None):
         super().__init__()
         self.num_predicates = check_int("num_predicates", num_predicates, 1)
         self.fuse = check_choice("fuse", fuse, ("add_mean",))
@@ -194,6 +199,10 @@ class SubjectObjectExtractor(nn.Module):
         self.backbone = backbone
         self.subject_head = nn.Linear(C, 2)
         self.object_head = nn.Linear(C, 2 * self.num_predicates)
+        if prior is not None:
+            prior = check_float("prior", prior, 0.0, 1.0, low_open=True, high_open=True)
+            for head in (self.subject_head, self.object_head):
+                nn.init.constant_(head.bias, math.log(prior / (1 - prior)))
 
     def encode(self, input_ids: Tensor, segment_ids: Tensor | None = None,
                attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -257,14 +266,35 @@ class SubjectObjectExtractor(nn.Module):
         return [decode_triples(subject[b], objects_of(b), s_thresholds, o_thresholds) for b in range(H.shape[0])]
 
 
+def predict_triples(model: SubjectObjectExtractor, token_ids: Sequence[Sequence[int]], batch_size: int = 64,
+                    pad_id: int = 0, **thresholds) -> list[list[Triple]]:
+    """`model.extract` over a list of token-id lists, right-padded in batches of `batch_size`, in eval mode
+    (the model's mode is restored); thresholds: s_thresholds / o_thresholds."""
+    batch_size = check_int("batch_size", batch_size, 1)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(token_ids), batch_size):
+            chunk = [list(x) for x in token_ids[i:i + batch_size]]
+            n = max(map(len, chunk))
+            ids = torch.tensor([x + [pad_id] * (n - len(x)) for x in chunk])
+            out += model.extract(ids, attention_mask=ids != pad_id, **thresholds)
+    finally:
+        model.train(was_training)
+    return out
+
+
 def spo_training_batch(examples: Sequence[tuple[Sequence[int], Sequence[Triple]]], num_predicates: int,
-                       rng: random.Random, pad_id: int = 0) -> dict:
+                       rng: random.Random, pad_id: int = 0, sampling: str = "reference") -> dict:
     """A training batch from (token ids, triples at token positions) examples, each with >= 1 triple: the
-    subject tags of every gold subject, one sampled subject per example (bert_in_keras: a random gold start
-    k1, then a random gold end k2 >= k1, which need not end a subject starting at k1) and the object tags of
-    the triples whose subject is (k1, k2). Returns input_ids, attention_mask [B, n], subject_span [B, 2],
-    labels {"subject": [B, n, 2], "object": [B, n, P, 2]}."""
+    subject tags of every gold subject, one sampled subject per example and the object tags of the triples
+    whose subject is the sampled (k1, k2). sampling "reference" (bert_in_keras): a random gold start k1, then
+    a random gold end k2 >= k1, which need not end a subject starting at k1 (then no object tags: a negative
+    example); "gold": a gold subject drawn uniformly. Returns input_ids, attention_mask [B, n], subject_span
+    [B, 2], labels {"subject": [B, n, 2], "object": [B, n, P, 2]}."""
     P = check_int("num_predicates", num_predicates, 1)
+    check_choice("sampling", sampling, ("reference", "gold"))
     if not examples:
         raise ValueError("spo_training_batch needs at least one example")
     n = max(len(ids) for ids, _ in examples)
@@ -282,8 +312,11 @@ def spo_training_batch(examples: Sequence[tuple[Sequence[int], Sequence[Triple]]
                 raise ValueError(f"example {b}: triple {((s0, s1), p, (o0, o1))} lies outside its {len(tokens)} "
                                  f"tokens or predicates [0, {P})")
             subj[b, s0, 0] = subj[b, s1, 1] = 1
-        k1 = rng.choice(sorted({t[0][0] for t in triples}))
-        k2 = rng.choice(sorted(e for e in {t[0][1] for t in triples} if e >= k1))
+        if sampling == "gold":
+            k1, k2 = rng.choice(sorted({t[0] for t in triples}))
+        else:
+            k1 = rng.choice(sorted({t[0][0] for t in triples}))
+            k2 = rng.choice(sorted(e for e in {t[0][1] for t in triples} if e >= k1))
         span[b] = torch.tensor([k1, k2])
         for (s0, s1), p, (o0, o1) in triples:
             if (s0, s1) == (k1, k2):
