@@ -1,5 +1,5 @@
-"""为节约而生：从标准Attention到稀疏Attention (https://kexue.fm/archives/6853): what the atrous, local and strided
-patterns cost and what they can reach.
+"""为节约而生：从标准Attention到稀疏Attention (https://kexue.fm/archives/6853): what the atrous, local and
+strided patterns cost and what they can reach.
 
 (A) Cost: allowed pairs of each mask against closed forms, and the blocked kernels' score entries and
 forward+backward time against full attention at growing n. (B) Reach: 2-layer transformers whose attention is
@@ -225,12 +225,13 @@ EXPERIMENT = Experiment(
     run=run,
     seeds={"quick": 1, "full": 2},
     deviations={
-        "quick": _ITEM_TOKEN + "(A) n in {256, 512, 1024, 2048} instead of {512, ..., 4096}, best of 3 timings; (B) n = 48 instead "
-                 "of 256 (distant = 24, 32 or 40 back, multiples of r = 8; local w = 8 so 2 layers reach 16), width 32 "
-                 "instead of 64, 12 800 training sequences (400 steps) instead of ~20 000, 500 test sequences; one "
-                 "model per pattern on both variants mixed instead of one per variant; 1 seed.",
-        "full": _ITEM_TOKEN + "(B) one model per pattern on both variants mixed (20 000 sequences, 3 epochs of 625 steps of 32) "
-                "instead of one per variant; the spec fixes no budget; r = 8, local w = 32 (2 layers reach 64 < 100); "
-                "2 seeds.",
+        "quick": _ITEM_TOKEN + "(A) n in {256, 512, 1024, 2048} instead of {512, ..., 4096}, best of 3 timings; "
+                 "(B) n = 48 instead of 256 (distant = 24, 32 or 40 back, multiples of r = 8; local w = 8 so 2 "
+                 "layers reach 16), width 32 instead of 64, 12 800 training sequences (400 steps) instead of "
+                 "~20 000, 500 test sequences; one model per pattern on both variants mixed instead of one per "
+                 "variant; 1 seed.",
+        "full": _ITEM_TOKEN + "(B) one model per pattern on both variants mixed (20 000 sequences, 3 epochs of 625 "
+                "steps of 32) instead of one per variant; the spec fixes no budget; r = 8, local w = 32 (2 layers "
+                "reach 64 < 100); 2 seeds.",
     },
 )
