@@ -151,3 +151,21 @@ def test_chatbot_keeps_history(lm, tok):
     assert bot.history[1] in (reply, "…")
     bot.reset()
     assert bot.history == []
+
+
+def test_dialog_lm_equals_transformers_bert_lm_head_with_is_decoder(lm, tok, tmp_path):
+    """The spec's parity: a BERT with a causal mask equals BertLMHeadModel(is_decoder=True) on the same weights,
+    speaker segments and padding mask included."""
+    transformers = pytest.importorskip("transformers")
+    from kexue.models import save_pretrained
+    save_pretrained(lm, tmp_path)
+    cfg = transformers.BertConfig.from_pretrained(tmp_path)
+    cfg.is_decoder = True
+    hf = transformers.BertLMHeadModel.from_pretrained(tmp_path, config=cfg).eval()
+    batch = DialogCollator(tok)([["我叫小明", "你好", "你叫什么"], ["在吗", "今天天气不错"]])
+    ours = lm(batch["input_ids"], segment_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"]).logits
+    with torch.no_grad():
+        ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                 attention_mask=batch["attention_mask"]).logits
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(ours[real], ref[real], rtol=1e-5, atol=1e-5)
