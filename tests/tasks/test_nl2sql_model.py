@@ -141,6 +141,8 @@ def test_model_loss_is_finite_and_backpropagates_and_refuses_bad_input():
         model(batch["input_ids"], batch["token_type_ids"], batch["header_pos"] + 500, batch["header_mask"])
     with pytest.raises(TypeError, match="backbone"):
         NL2SQLModel(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="header_msk"):
+        model(**batch, header_msk=batch["header_mask"])
 
 
 TABLE = Table(["城市", "人口", "面积", "省份"], [["北京市", 2100, 16410, "河北"], ["上海", 2400, 6340, "江苏"],

@@ -2,7 +2,8 @@
 
 1. every column whose select/agg argmax is not "not selected" is selected with that agg;
 2. each maximal run of question tokens sharing an op argmax other than "no condition" is a value; its column
-   is the argmax of the run's mean column distribution;
+   is the argmax of the run's mean column distribution (a run that reaches the end of the question is kept;
+   the reference's loop dropped it);
 3. a value that is not a number cannot take '>' or '<': the op becomes '=='
    (`numeric_ops_only_for_numbers`; the reference also turned '!=' into '==');
 4. for '==': a value absent from the table snaps to the most similar cell (`value_snapping`), and a value

@@ -23,6 +23,9 @@ from kexue._validate import check_bool, check_choice, check_int
 
 __all__ = ["ColumnAttention", "NL2SQLModel", "NL2SQLOutput"]
 
+# fields of an `NL2SQLEncoder.collate` batch that forward(**batch) passes over
+_BATCH_EXTRAS = {"sel_agg", "conn", "cond_op", "cond_col", "dropped_conds", "overlapping_conds"}
+
 
 @dataclass
 class NL2SQLOutput:
@@ -80,6 +83,10 @@ class NL2SQLModel(nn.Module):
         """input_ids, token_type_ids [B, n]; header_pos, header_mask [B, h]; question_mask [B, n] (needed with
         labels); labels: a dict with sel_agg [B, h], conn [B], cond_op [B, n], cond_col [B, n] (extra keys,
         e.g. a whole collated batch, are ignored)."""
+        unknown = set(_unused) - _BATCH_EXTRAS
+        if unknown:
+            raise TypeError(f"NL2SQLModel.forward got unexpected arguments {sorted(unknown)}; beyond the inputs it "
+                            f"accepts only the label fields of a collated batch {sorted(_BATCH_EXTRAS)}")
         if header_pos.shape != header_mask.shape or header_pos.dim() != 2:
             raise ValueError(f"header_pos and header_mask must both be [B, h], got {tuple(header_pos.shape)} "
                              f"and {tuple(header_mask.shape)}")
