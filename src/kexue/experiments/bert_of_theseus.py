@@ -20,7 +20,7 @@ from kexue.experiments.base import Check, Experiment, Figure, Measurement
 
 SUCCESSOR_LAYERS, P_CONSTANT, LINEAR_BASE, BATCH = 2, 0.5, 0.3, 32
 # mode -> (char BERT / data budget, predecessor epochs, Theseus epochs, successor-only epochs)
-_BUDGET = {"smoke": ("smoke", 1, 1, 1), "quick": ("quick", 1, 1, 1), "full": ("full", 3, 3, 2)}
+_BUDGET = {"smoke": ("smoke", 1, 1, 1), "quick": ("quick", 2, 1, 1), "full": ("full", 3, 3, 2)}
 
 
 def run(mode: str, seed: int) -> Measurement:
@@ -90,7 +90,7 @@ EXPERIMENT = Experiment(
     seeds={"quick": 1, "full": 3},
     deviations={
         "quick": "4-layer predecessor instead of 6 (the project's char BERT, 200 MLM steps instead of ~8 min); "
-                 "2 000 training reviews cut to 48 chars, test on 500 reviews; 1 predecessor epoch, 1 Theseus epoch "
+                 "2 000 training reviews cut to 48 chars, test on 500 reviews; 2 predecessor epochs, 1 Theseus epoch "
                  "+ 1 successor-only epoch (direct: 2 epochs); last weights, not best-by-validation; 1 seed.",
         "full": "4-layer predecessor instead of 6 (the project's char BERT, 1 000 MLM steps); the whole training "
                 "split, 3 predecessor epochs, 3 Theseus + 2 successor-only epochs (direct: 5); last weights, not "
