@@ -10,7 +10,7 @@ from kexue.experiments.qa_generation import EXPERIMENT, run, training_examples
 METRICS = {f"{k}_{layout}{v}" for layout in ("answer_first", "question_first") for k in ("support", "consistency")
            for v in ([""] + (["_greedy", "_constrained"] if layout == "answer_first" else []))}
 METRICS |= {"distinct_question_first", "distinct_answer_first_constrained", "distinct_pairs_top_p",
-            "distinct_pairs_greedy", "consistency_gap", "valid_loss_answer_first", "valid_loss_question_first"}
+            "distinct_pairs_greedy", "consistency_gap", "consistency_given_support", "valid_loss_answer_first", "valid_loss_question_first"}
 
 
 def test_smoke_run_produces_every_metric_finite_and_repeats():
