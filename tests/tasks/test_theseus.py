@@ -48,3 +48,10 @@ def test_no_final_stage_and_bad_arguments():
         theseus_compress(teacher.backbone, successor, train, 1, 0)
     with pytest.raises(ValueError, match="final_epochs"):
         theseus_compress(teacher, successor, train, 1, -1)
+
+
+def test_the_student_keeps_the_teachers_pooling_and_dropout():
+    teacher, successor, train = _models()
+    teacher = SequenceClassifier(teacher.backbone, head=teacher.head, pooling="mean", dropout=0.2).eval()
+    student, _ = theseus_compress(teacher, successor, train, epochs=1, final_epochs=0, schedule=0.5, seed=0)
+    assert student.pooling == "mean" and student.dropout.p == 0.2

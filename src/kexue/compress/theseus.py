@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .classifier import ClassifierOutput, SequenceClassifier, classification_loss, cls_features
+from .._validate import check_choice, check_float
+from .classifier import POOLINGS, ClassifierOutput, SequenceClassifier, classification_loss, pool_features
 from .schedules import ConstantReplacement, LinearReplacement
 
 __all__ = ["ReplaceableModule", "LayerGroup", "TheseusModel"]
@@ -69,14 +70,15 @@ class _Embed(nn.Module):
 
 
 class _Top(nn.Module):
-    """A backbone's `apply_final_layers` stage reduced to the [CLS] features: x [B, n, C] -> [B, C]."""
+    """A backbone's `apply_final_layers` stage reduced to the sentence features (`pool_features`):
+    x [B, n, C] -> [B, C]."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, pooling: str):
         super().__init__()
-        self.backbone = [backbone]          # a list: not registered twice
+        self.backbone, self.pooling = [backbone], pooling          # a list: not registered twice
 
-    def forward(self, x: Tensor) -> Tensor:
-        return cls_features(self.backbone[0], x)
+    def forward(self, x: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return pool_features(self.backbone[0], x, self.pooling, attention_mask)
 
 
 class TheseusModel(nn.Module):
@@ -86,13 +88,20 @@ class TheseusModel(nn.Module):
     path: bool [M] ("batch": one Bernoulli draw per module per batch, the reference) or [B, M] ("sample"),
     True = successor; M = num_modules (+1 first, for the embeddings, when replace_embeddings). The rate is
     `replace_rate` or the scheduler's (a float means a constant rate); eval mode runs the successor alone.
-    The final norm and pooler (if any) are those of the backbone whose last module ran."""
+    The final norm and pooler (if any) are those of the backbone whose last module ran. `pooling` and `dropout`
+    must be those the head was trained with (a SequenceClassifier's `.pooling` and `.dropout.p`; the default
+    "auto" = the pooler if any, else [CLS]); the exported successor keeps them."""
 
     def __init__(self, predecessor: nn.Module, successor: nn.Module, head: nn.Module,
                  replace_embeddings: bool = True, freeze_predecessor: bool = True, freeze_head: bool = True,
                  granularity: str = "batch", scheduler: float | ConstantReplacement | LinearReplacement = 0.5,
-                 num_modules: int | None = None, generator: torch.Generator | None = None):
+                 num_modules: int | None = None, generator: torch.Generator | None = None, *,
+                 pooling: str = "auto", dropout: float = 0.0):
         super().__init__()
+        check_choice("pooling", pooling, POOLINGS)
+        dropout = check_float("dropout", dropout, 0.0, 1.0, high_open=True)
+        if pooling == "pooler" and (predecessor.pooler is None or successor.pooler is None):
+            raise ValueError("pooling='pooler' needs predecessor and successor built with_pool=True")
         L, M = predecessor.num_layers, successor.num_layers
         K = M if num_modules is None else num_modules
         if isinstance(K, bool) or not isinstance(K, int) or K < 1 or L % K or M % K:
@@ -135,7 +144,8 @@ class TheseusModel(nn.Module):
             switches.insert(0, ReplaceableModule(_Embed(predecessor), _Embed(successor)))
         # plain lists: the modules are already registered under predecessor / successor (no duplicate keys)
         self.switches: list[ReplaceableModule] = switches
-        self._top = [ReplaceableModule(_Top(predecessor), _Top(successor))]
+        self._top = [ReplaceableModule(_Top(predecessor, pooling), _Top(successor, pooling))]
+        self.pooling, self.dropout = pooling, nn.Dropout(dropout)
         self.last_path: Tensor | None = None
 
     @property
@@ -185,8 +195,8 @@ class TheseusModel(nn.Module):
             x = P.apply_embeddings(input_ids, segment_ids, positions)
         for sw, use in zip(blocks, path[..., -len(blocks):].unbind(-1)):
             x = sw(x, attention_bias=bias, empty_rows=empty, positions=positions, use_successor=use)   # [B, n, C]
-        feats = self._top[0](x, use_successor=path[..., -1])                               # [B, C]
-        logits = self.head(feats)                                                          # [B, K]
+        feats = self._top[0](x, attention_mask, use_successor=path[..., -1])               # [B, C]
+        logits = self.head(self.dropout(feats))                                            # [B, K]
         if torch.is_grad_enabled() and not logits.requires_grad:
             # only frozen modules ran: the loss must still backpropagate (to nothing, so an optimizer
             # step skips every parameter, as Keras does with None gradients in Su's code)
@@ -199,5 +209,6 @@ class TheseusModel(nn.Module):
         backbone = copy.deepcopy(self.successor)
         if not self.replace_embeddings:
             backbone.embeddings.load_state_dict(self.predecessor.embeddings.state_dict())
-        model = SequenceClassifier(backbone, head=copy.deepcopy(self.head)).requires_grad_(True)
+        model = SequenceClassifier(backbone, head=copy.deepcopy(self.head), pooling=self.pooling,
+                                   dropout=self.dropout.p).requires_grad_(True)
         return model.train(self.training)

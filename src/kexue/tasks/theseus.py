@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
 
 from kexue._validate import check_int
 from kexue.compress import ConstantReplacement, LinearReplacement, SequenceClassifier, TheseusModel
@@ -35,10 +34,10 @@ def theseus_compress(predecessor: SequenceClassifier, successor: SequenceClassif
                      final_epochs: int, schedule: float | ConstantReplacement | LinearReplacement = 0.5,
                      lr: float = 5e-4, seed: int = 0, batch_size: int = 32,
                      replace_embeddings: bool = True) -> tuple[SequenceClassifier, list[float]]:
-    """Theseus training of a copy of `successor`'s backbone inside a frozen copy of `predecessor` (its head shared
-    and frozen; one Bernoulli draw per module per batch), `epochs` epochs; then `final_epochs` of successor-only
-    fine-tuning (0: none). Neither argument is modified. Returns the successor classifier (eval mode) and the
-    loss of every update of both stages."""
+    """Theseus training of a copy of `successor`'s backbone inside a frozen copy of `predecessor` (its head, pooling
+    and dropout shared, the head frozen; one Bernoulli draw per module per batch), `epochs` epochs; then
+    `final_epochs` of successor-only fine-tuning (0: none). Neither argument is modified. Returns the successor
+    classifier (eval mode) and the loss of every update of both stages."""
     final_epochs = check_int("final_epochs", final_epochs, 0)
     if not isinstance(predecessor, SequenceClassifier) or not isinstance(successor, SequenceClassifier):
         raise TypeError(f"predecessor and successor must be SequenceClassifiers, got "
@@ -47,7 +46,8 @@ def theseus_compress(predecessor: SequenceClassifier, successor: SequenceClassif
     if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
         schedule = ConstantReplacement(schedule)
     hybrid = TheseusModel(teacher.backbone, copy.deepcopy(successor.backbone), teacher.head, scheduler=schedule,
-                          replace_embeddings=replace_embeddings, generator=torch.Generator().manual_seed(seed))
+                          replace_embeddings=replace_embeddings, generator=torch.Generator().manual_seed(seed),
+                          pooling=predecessor.pooling, dropout=predecessor.dropout.p)
     hybrid.train()
     losses = fit_classifier(hybrid, train, epochs, batch_size, lr, seed, callbacks=[StepReplacementSchedule(schedule)])
     student = hybrid.export_successor()
