@@ -6,7 +6,7 @@ import re
 import pytest
 
 from kexue.datasets import fact_questions, key_value_passages
-from kexue.datasets.passages import CUE_CLOSE, CUE_OPEN
+from kexue.datasets.passages import CUE_CLOSE, CUE_OPEN, KEY_CHARS
 
 
 def test_fact_questions_state_the_asked_fact_only_in_the_holder_passage():
@@ -67,3 +67,16 @@ def test_bad_arguments_are_refused_by_name():
         key_value_passages(1, no_answer_rate=1.5)
     with pytest.raises(ValueError, match="seed"):
         fact_questions(1, seed=-1)
+
+
+def test_single_char_keys_and_unkeyed_distractors():
+    items = key_value_passages(100, seed=5, length=128, num_facts=3, key_len=1, keyed_distractors=False)
+    for it in items:
+        key = it.question[:-1]
+        assert len(key) == 1 and it.passage.count(CUE_OPEN) == 3
+        keys_in_passage = [c for c in it.passage if c in KEY_CHARS]
+        assert len(keys_in_passage) == 1                                 # only one fact keeps its key
+        if it.start >= 0:
+            assert keys_in_passage == [key] and it.passage.index(key) < it.start
+        else:
+            assert key not in it.passage and it.answer == ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .._validate import check_float, check_int
+from .._validate import check_bool, check_float, check_int
 
 __all__ = ["FactQuestion", "fact_questions", "KeyValuePassage", "key_value_passages"]
 
@@ -107,31 +107,39 @@ class KeyValuePassage:
 
 def key_value_passages(n: int, seed: int | random.Random = 0, length: int = 256, num_facts: int = 6,
                        filler_len: tuple[int, int] = (16, 24), value_len: tuple[int, int] = (1, 3),
-                       no_answer_rate: float = 0.2) -> list[KeyValuePassage]:
+                       no_answer_rate: float = 0.2, key_len: int = 2,
+                       keyed_distractors: bool = True) -> list[KeyValuePassage]:
     """n passages of exactly `length` characters with `num_facts` facts "{键}" + filler + "「{值}」" in order,
-    random filler between them (spec nlp/07 section 4). Keys are 2 characters, distinct within a passage."""
+    random filler between them (spec nlp/07 section 4). Keys are `key_len` characters, distinct within a passage.
+    keyed_distractors=False: only one fact keeps its key (the asked one; in a no-answer passage another key),
+    the other bracketed values follow plain filler, so the answer is found by looking back for a key without
+    matching it to the question."""
     n, length, num_facts = check_int("n", n, 0), check_int("length", length, 1), check_int("num_facts", num_facts, 1)
     fl_lo, fl_hi = _range("filler_len", filler_len, 0)
     v_lo, v_hi = _range("value_len", value_len, 1)
     no_answer_rate = check_float("no_answer_rate", no_answer_rate, 0.0, 1.0)
-    longest = num_facts * (2 + fl_hi + 2 + v_hi)
+    key_len = check_int("key_len", key_len, 1, 4)
+    keyed_distractors = check_bool("keyed_distractors", keyed_distractors)
+    longest = num_facts * (key_len + fl_hi + 2 + v_hi)
     if longest > length:
-        raise ValueError(f"length must hold num_facts={num_facts} facts of up to 2 + {fl_hi} + 2 + {v_hi} chars "
-                         f"(>= {longest}), got {length}")
-    if num_facts + 1 > len(KEY_CHARS) ** 2:
-        raise ValueError(f"num_facts must be < {len(KEY_CHARS) ** 2} (distinct keys), got {num_facts}")
+        raise ValueError(f"length must hold num_facts={num_facts} facts of up to {key_len} + {fl_hi} + 2 + {v_hi} "
+                         f"chars (>= {longest}), got {length}")
+    if num_facts + 1 > len(KEY_CHARS) ** key_len:
+        raise ValueError(f"num_facts must be < {len(KEY_CHARS) ** key_len} (distinct keys of {key_len} chars), "
+                         f"got {num_facts}")
     rng = _rng(seed)
     filler = lambda k: "".join(rng.choice(FILLER_CHARS) for _ in range(k))  # noqa: E731
     out = []
     for _ in range(n):
         keys: list[str] = []
         while len(keys) < num_facts + 1:                                  # the last one is never in the passage
-            key = rng.choice(KEY_CHARS) + rng.choice(KEY_CHARS)
+            key = "".join(rng.choice(KEY_CHARS) for _ in range(key_len))
             if key not in keys:
                 keys.append(key)
         values = ["".join(rng.choice(VALUE_CHARS) for _ in range(rng.randint(v_lo, v_hi))) for _ in range(num_facts)]
-        facts = [keys[i] + filler(rng.randint(fl_lo, fl_hi)) + CUE_OPEN + values[i] + CUE_CLOSE
-                 for i in range(num_facts)]
+        asked = rng.randrange(num_facts)
+        facts = [(keys[i] if keyed_distractors or i == asked else filler(key_len)) + filler(rng.randint(fl_lo, fl_hi))
+                 + CUE_OPEN + values[i] + CUE_CLOSE for i in range(num_facts)]
         free = length - sum(map(len, facts))                              # spread over num_facts + 1 gaps
         cuts = sorted(rng.randint(0, free) for _ in range(num_facts))
         gaps = [b - a for a, b in zip([0] + cuts, cuts + [free])]
@@ -142,6 +150,5 @@ def key_value_passages(n: int, seed: int | random.Random = 0, length: int = 256,
         if rng.random() < no_answer_rate:
             out.append(KeyValuePassage(keys[-1] + "？", text, "", -1))
         else:
-            i = rng.randrange(num_facts)
-            out.append(KeyValuePassage(keys[i] + "？", text, values[i], starts[i]))
+            out.append(KeyValuePassage(keys[asked] + "？", text, values[asked], starts[asked]))
     return out
