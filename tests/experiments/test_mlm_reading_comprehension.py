@@ -11,7 +11,7 @@ from kexue.tasks import ReadingExample
 ARMS = ("constrained", "unconstrained", "pointer")
 TIMES = {"mlm_ms_per_question", "ar8_ms_per_question", "speedup_vs_ar8"}
 METRICS = ({f"{a}_{k}" for a in ARMS for k in ("acc", "f1", "final", "not_substring")} | TIMES
-           | {"em_gain_constrained_vs_unconstrained", "final_gap_constrained_vs_pointer"})
+           | {"em_gain_constrained_vs_unconstrained", "final_gap_constrained_vs_pointer", "constrained_final_over_empty"})
 
 
 def test_smoke_run_produces_every_metric_finite_and_repeats():
@@ -31,12 +31,12 @@ def test_pointer_labels_point_at_the_answer_or_cls():
 
 
 @pytest.mark.parametrize("metrics, expected", [
-    ({"em_gain_constrained_vs_unconstrained": 0.1, "final_gap_constrained_vs_pointer": -0.02, "speedup_vs_ar8": 5},
-     REPRODUCED),
-    ({"em_gain_constrained_vs_unconstrained": 0.1, "final_gap_constrained_vs_pointer": -0.2, "speedup_vs_ar8": 2},
-     PARTLY),
-    ({"em_gain_constrained_vs_unconstrained": -0.1, "final_gap_constrained_vs_pointer": 0.2, "speedup_vs_ar8": 2},
-     NOT_REPRODUCED),
+    ({"em_gain_constrained_vs_unconstrained": 0.1, "final_gap_constrained_vs_pointer": -0.02, "speedup_vs_ar8": 5,
+      "constrained_final_over_empty": 0.5}, REPRODUCED),
+    ({"em_gain_constrained_vs_unconstrained": 0.0, "final_gap_constrained_vs_pointer": 0.0, "speedup_vs_ar8": 5,
+      "constrained_final_over_empty": 0.0}, PARTLY),                    # two readers that learned nothing
+    ({"em_gain_constrained_vs_unconstrained": -0.1, "final_gap_constrained_vs_pointer": 0.2, "speedup_vs_ar8": 2,
+      "constrained_final_over_empty": 0.1}, NOT_REPRODUCED),
 ])
 def test_verdict_on_hand_made_numbers(metrics, expected):
     assert verdict(EXPERIMENT.checks, metrics) == expected
