@@ -22,7 +22,7 @@ from kexue.tokenizers import Tokenizer, build_char_vocab
 from kexue.train import linear_warmup_decay
 
 # budget -> (training sentences, test sentences, steps, hidden size, layers)
-BUDGETS = {"smoke": (64, 16, 3, 32, 1), "quick": (4000, 300, 1500, 96, 2), "full": (8000, 1000, 4000, 128, 4)}
+BUDGETS = {"smoke": (64, 16, 3, 32, 1), "quick": (3000, 300, 1500, 64, 2), "full": (8000, 1000, 4000, 128, 4)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                                num_hidden_layers=layers, num_attention_heads=4,
                                                intermediate_size=2 * hidden, max_position_embeddings=64))
     model = SubjectObjectExtractor(bert, num_predicates=len(PREDICATES), prior=0.05)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     schedule = linear_warmup_decay(optimizer, max(1, steps // 10), steps, final_ratio=0.1)
 
     for step in range(1, steps + 1):

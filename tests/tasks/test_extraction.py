@@ -63,6 +63,12 @@ def test_gold_one_hot_logits_decode_to_the_gold_span():
     assert SpanPointer.decode(start, end, torch.ones(1, 4), forbidden=torch.tensor([[False, False, True, True]])) \
         == [(0, 0)]
     assert SpanPointer.decode(start, end, torch.ones(1, 4), forbidden=torch.ones(1, 4, dtype=torch.bool)) == [None]
+    with pytest.raises(ValueError, match="NaN"):
+        SpanPointer.decode(start.clone().fill_(float("nan")), end, torch.ones(1, 4))
+    with pytest.raises(ValueError, match="max_len"):
+        SpanPointer.decode(start, end, torch.ones(1, 4), max_len=0)
+    with pytest.raises(ValueError, match="at least one real"):
+        SpanPointer.decode(start, end, torch.zeros(1, 4))
 
 
 def test_span_pointer_loss_is_ce_with_the_end_restricted_after_the_gold_start():

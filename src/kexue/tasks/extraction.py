@@ -95,6 +95,8 @@ class SpanPointer(nn.Module):
                              f"and {tuple(end_logits.shape)}")
         B, n = start_logits.shape
         mask = _check_mask(mask, (B, n))
+        if start_logits.isnan().any() or end_logits.isnan().any():
+            raise ValueError("start_logits / end_logits hold NaN; refusing to decode a span from them")
         if max_len is not None:
             max_len = check_int("max_len", max_len, 1)
         if forbidden is not None:
