@@ -81,8 +81,8 @@ class NL2SQLModel(nn.Module):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, header_pos: Tensor, header_mask: Tensor,
                 question_mask: Tensor | None = None, labels: dict | None = None, **_unused) -> NL2SQLOutput:
         """input_ids, token_type_ids [B, n]; header_pos, header_mask [B, h]; question_mask [B, n] (needed with
-        labels); labels: a dict with sel_agg [B, h], conn [B], cond_op [B, n], cond_col [B, n] (extra keys,
-        e.g. a whole collated batch, are ignored)."""
+        labels); labels: a dict with sel_agg [B, h], conn [B], cond_op [B, n], cond_col [B, n]; `forward(**batch,
+        labels=batch)` with a collated batch passes over its label fields, any other keyword is refused."""
         unknown = set(_unused) - _BATCH_EXTRAS
         if unknown:
             raise TypeError(f"NL2SQLModel.forward got unexpected arguments {sorted(unknown)}; beyond the inputs it "
