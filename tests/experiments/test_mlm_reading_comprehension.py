@@ -11,7 +11,8 @@ from kexue.tasks import ReadingExample
 ARMS = ("constrained", "unconstrained", "pointer")
 TIMES = {"mlm_ms_per_question", "ar8_ms_per_question", "speedup_vs_ar8"}
 METRICS = ({f"{a}_{k}" for a in ARMS for k in ("acc", "f1", "final", "not_substring")} | TIMES
-           | {"em_gain_constrained_vs_unconstrained", "final_gap_constrained_vs_pointer", "constrained_final_over_empty"})
+           | {"em_gain_constrained_vs_unconstrained", "final_gap_constrained_vs_pointer",
+              "constrained_final_over_empty"})
 
 
 def test_smoke_run_produces_every_metric_finite_and_repeats():

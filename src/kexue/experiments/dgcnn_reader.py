@@ -118,8 +118,8 @@ EXPERIMENT = Experiment(
     seeds={"quick": 1, "full": 3},
     deviations={
         "quick": "128-char passages with 3 facts (spec: 256 chars, 6 facts), 4 000 training passages, 150 steps "
-                 "of batch 32 (spec: up to 120 epochs), 300 test passages, 1 seed (so the spec's 'less variance across 3 seeds' is not "
-                 "measured). Filler 16-24 chars instead of 20-50: the dilated stack's half-width is 32, so a cue "
+                 "of batch 32 (spec: up to 120 epochs), 300 test passages, 1 seed (so the spec's 'less variance "
+                 "across 3 seeds' is not measured). Filler 16-24 chars instead of 20-50: the dilated stack's half-width is 32, so a cue "
                  "50 chars back would be out of reach for every variant. No EMA, no restarts, no crop "
                  "augmentation; the plain variant has half the conv parameters (no gate channels).",
         "full": "256-char passages with 6 facts, 20 000 training passages, 3 000 steps of batch 64, 1 000 test "
