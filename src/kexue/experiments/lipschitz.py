@@ -231,6 +231,7 @@ EXPERIMENT = Experiment(
     ],
     run=run,
     seeds={"quick": 1, "full": 3},
+    exclusive=True,                # the SN speed-up is timed: nothing may run beside it
     deviations={
         "quick": "1 seed; 400 generator steps instead of 20 000 with both learning rates x5, batch 128, hidden "
                  "width 64 instead of 128, ring components sigma 0.1 instead of 0.02 (so 3 sigma = 0.3: a sharp "

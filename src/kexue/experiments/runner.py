@@ -8,6 +8,9 @@ the per-seed values), computes the verdict on the means with `base.verdict`, and
     out_dir/plots/*.png    one plot per Figure of the first seed (seed 0); tables are the first seed's too
     out_dir/index.html     the offline report (report.py)
 
+With `jobs > 1` the experiments run in that many worker processes, each on one thread, so the numbers are
+the same as a serial run; an experiment that times itself (`Experiment.exclusive`) runs alone afterwards.
+
 A crash, a malformed Measurement, a missing check metric or a non-finite metric is a *failure* (verdict
 "failed", error kept with its traceback); a claim that does not reproduce is a result, not a failure.
 """
@@ -24,6 +27,8 @@ import statistics
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -206,24 +211,57 @@ def run_one(exp: Experiment | ImportFailure, mode: str, seeds: int | None = None
     return entry
 
 
+def _importable(item: Experiment | ImportFailure) -> bool:
+    """True for an article module's own EXPERIMENT, which a fresh worker process finds again by name."""
+    module = sys.modules.get(f"{__package__}.{getattr(item, 'name', '')}")
+    return isinstance(item, Experiment) and getattr(module, "EXPERIMENT", None) is item
+
+
+def _run_by_name(name: str, mode: str, seeds: int | None) -> dict:
+    """A worker process's job: one registered experiment on one thread, found again by its name."""
+    torch.set_num_threads(1)
+    found, broken = discover()
+    return run_one(found.get(name) or broken[name], mode, seeds, progress=False)
+
+
+def _run_in_workers(items: list, mode: str, seeds: int | None, jobs: int, progress: bool) -> dict[str, dict]:
+    """name -> entry for `items` (registered experiments), run `jobs` at a time in spawned processes."""
+    done = {}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_run_by_name, it.name, mode, seeds): it.name for it in items}
+        bar = tqdm(total=len(futures), desc=f"{jobs} workers", unit="experiment", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        for future in as_completed(futures):
+            entry = future.result()
+            done[entry["name"]] = entry
+            bar.set_postfix_str(f"{entry['name']}: {entry['verdict']} ({entry['seconds']:.0f} s)")
+            bar.update()
+        bar.close()
+    return done
+
+
 def run_experiments(names: Sequence[str | Experiment] | None = None, mode: str = "quick",
                     seeds: int | None = None, out_dir: str | os.PathLike = "runs/reproduce",
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, jobs: int = 1) -> dict[str, Any]:
     """Run the named experiments (None: all discovered) and write results.json, plots and index.html to
-    `out_dir`; returns the results dict (what results.json holds)."""
+    `out_dir`; returns the results dict (what results.json holds). `jobs`: worker processes for the
+    registered experiments that do not time themselves (same numbers as jobs=1)."""
     check_choice("mode", mode, MODES)
     if seeds is not None:
         check_int("seeds", seeds, 1)
+    jobs = check_int("jobs", jobs, 1)
     items = _resolve(names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = {"mode": mode, "seeds": seeds, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "machine": machine_info(), "experiments": []}
+    pooled = [it for it in items if _importable(it) and not it.exclusive] if jobs > 1 else []
+    entries = _run_in_workers(pooled, mode, seeds, jobs, progress) if len(pooled) > 1 else {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for item in items:
-            results["experiments"].append(run_one(item, mode, seeds, progress))
+            results["experiments"].append(entries.get(item.name) or run_one(item, mode, seeds, progress))
     finally:
         torch.set_num_threads(threads)
     from .plots import draw_all      # matplotlib is imported only when a report is written
