@@ -49,7 +49,8 @@ class DialogFormat:
         if self.style == "speaker_tokens":
             ids = self.speaker_token_ids
             if ids is None or len(ids) != 2 or ids[0] == ids[1]:
-                raise ValueError(f"style='speaker_tokens' needs speaker_token_ids, two different token ids, got {ids!r}")
+                raise ValueError(f"style='speaker_tokens' needs speaker_token_ids, two different token ids, "
+                                 f"got {ids!r}")
             self.speaker_token_ids = (check_int("speaker_token_ids[0]", ids[0], 0),
                                       check_int("speaker_token_ids[1]", ids[1], 0))
         elif self.speaker_token_ids is not None:
@@ -110,7 +111,8 @@ class DialogCollator:
             ids += toks
             seg += [self._segment(i)] * len(toks)
             # the speaker token opens a turn: the next speaker is given, not predicted
-            loss += [int(target)] * len(toks) if self.fmt.style == "sep_segments" else [0] + [int(target)] * (len(toks) - 1)
+            n_target = len(toks) if self.fmt.style == "sep_segments" else len(toks) - 1
+            loss += [0] * (len(toks) - n_target) + [int(target)] * n_target
         if self.fmt.style == "speaker_tokens":
             ids.append(self.sep_id)
             seg.append(seg[-1])

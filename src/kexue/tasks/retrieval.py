@@ -65,7 +65,8 @@ def encode_sentences(encoder: SentenceEncoder, sentences: Sequence[Sequence[int]
     was = encoder.training
     encoder.eval()
     with torch.no_grad():
-        out = [encoder(_batch(sentences[i:i + batch_size], encoder.pad_id)) for i in range(0, len(sentences), batch_size)]
+        out = [encoder(_batch(sentences[i:i + batch_size], encoder.pad_id))
+               for i in range(0, len(sentences), batch_size)]
     encoder.train(was)
     return torch.cat(out)
 
