@@ -115,6 +115,15 @@ def test_pretraining_lowers_the_loss_is_seeded_and_leaves_the_callers_rng_alone(
     assert after < before - 0.5, (before, after)
 
 
+def test_a_single_step_and_a_no_warmup_run_work():
+    for kwargs in ({"steps": 1}, {"steps": 5, "warmup": 0.0}):
+        hist = pretrain_mlm(_tiny_bert(), _corpus(8), mask_id=MASK, special_ids=SPECIALS, batch_size=4, lr=1e-3,
+                            **kwargs)
+        assert len(hist["loss"]) == kwargs["steps"]
+    assert hist["lr"][0] == pytest.approx(1e-3)  # no warm-up: the full lr at once, then linear decay
+    assert hist["lr"] == sorted(hist["lr"], reverse=True)
+
+
 def test_a_time_box_runs_and_stops():
     hist = pretrain_mlm(_tiny_bert(), _corpus(8), mask_id=MASK, special_ids=SPECIALS, seconds=0.2, batch_size=4)
     assert len(hist["loss"]) >= 1 and all(math.isfinite(x) for x in hist["loss"])

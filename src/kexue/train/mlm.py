@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue._validate import check_float, check_int
-from kexue.optim.schedule import linear_warmup_decay
+from kexue.optim.schedule import PiecewiseLinearScheduler, linear_warmup_decay
 
 __all__ = ["mlm_mask", "pretrain_mlm", "mlm_eval_loss"]
 
@@ -31,7 +31,7 @@ def _check_ids(name: str, ids: Tensor, vocab_size: int) -> None:
 def _check_specials(special_ids: Iterable[int], vocab_size: int) -> list[int]:
     if isinstance(special_ids, (str, bytes)) or not isinstance(special_ids, Iterable):
         raise TypeError(f"special_ids must be an iterable of token ids, got {special_ids!r}")
-    out = [check_int("special_ids[i]", i, low=0, high=vocab_size - 1) for i in special_ids]
+    out = [check_int(f"special_ids[{k}]", i, low=0, high=vocab_size - 1) for k, i in enumerate(special_ids)]
     if len(set(out)) >= vocab_size:
         raise ValueError(f"special_ids={out} cover the whole vocabulary (vocab_size={vocab_size}): no token "
                          "left to predict or to draw as a random replacement")
@@ -123,7 +123,7 @@ def pretrain_mlm(model: nn.Module, token_id_lists: Sequence[Sequence[int]], *, m
     and linear decay to 0, fresh 80/10/10 masks each step, batches drawn at random.
 
     Give `steps` (repeatable: the same seed gives the same model on one machine) or `seconds` (a time box:
-    the schedule assumes 1000 steps and the loop stops when the time is up, so the result depends on the
+    warm-up over 100 x `warmup` steps, then a constant lr until the time is up; the result depends on the
     machine). Returns the history {"step": [...], "loss": [...], "lr": [...]}, one entry per step.
     """
     if (steps is None) == (seconds is None):
@@ -162,8 +162,11 @@ def pretrain_mlm(model: nn.Module, token_id_lists: Sequence[Sequence[int]], *, m
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    total = steps if steps is not None else 1000
-    scheduler = linear_warmup_decay(optimizer, max(1, int(warmup * total)), total, final_ratio=0.0)
+    if steps is not None:
+        scheduler = linear_warmup_decay(optimizer, min(int(warmup * steps), steps - 1), steps, final_ratio=0.0) \
+            if steps > 1 else PiecewiseLinearScheduler(optimizer, {1: 1.0}, from_zero=False)
+    else:  # a time box has no known length: warm up over 100 x warmup steps, then keep the lr
+        scheduler = PiecewiseLinearScheduler(optimizer, {max(1, int(100 * warmup)): 1.0}, from_zero=warmup > 0)
     history: dict[str, list[float]] = {"step": [], "loss": [], "lr": []}
     start = time.perf_counter()
     model.train()
@@ -184,8 +187,7 @@ def pretrain_mlm(model: nn.Module, token_id_lists: Sequence[Sequence[int]], *, m
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             history["lr"].append(optimizer.param_groups[0]["lr"])
             optimizer.step()
-            if step < total:
-                scheduler.step()
+            scheduler.step()
             step += 1
             history["step"].append(step)
             history["loss"].append(loss.item())
