@@ -169,3 +169,15 @@ def test_dialog_lm_equals_transformers_bert_lm_head_with_is_decoder(lm, tok, tmp
                  attention_mask=batch["attention_mask"]).logits
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(ours[real], ref[real], rtol=1e-5, atol=1e-5)
+
+
+def test_chatbot_drops_the_oldest_turns_to_leave_room_for_the_reply(tok):
+    torch.manual_seed(0)
+    small = build_dialog_lm(tok.vocab_size, hidden=16, layers=1, heads=2, max_len=16).eval()   # 16 positions
+    bot = ChatBot(small, tok, DialogFormat(max_len=16), max_new_tokens=6, top_k=1)
+    long_history = ["我叫小明", "你好", "今天天气不错", "你叫什么"] * 3
+    ids, _, _ = bot.collator.encode_context(long_history)
+    assert len(ids) <= 10 and tok.decode(ids[-5:-1]) == "你叫什么"        # the newest turn is kept
+    assert isinstance(bot.respond(long_history)[0], str)                     # fits the position table
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        ChatBot(small, tok, DialogFormat(max_len=16), max_new_tokens=14)

@@ -11,7 +11,7 @@ flip of its last context segment.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -196,16 +196,19 @@ def train_dialog_lm(model: nn.Module, collator: DialogCollator, dialogs: Sequenc
 
 
 class ChatBot:
-    """Keeps a history and replies: context = the formatted history, the reply in the flip of the last
-    speaker's segment, sampled with top-k (default 5, temperature 1) / top-p, stopped at [SEP]
+    """Keeps a history and replies: context = the formatted history (oldest turns dropped so that context and
+    reply fit fmt.max_len), the reply in the flip of the last speaker's segment, sampled with top-k (default 5, temperature 1) / top-p, stopped at [SEP]
     (https://kexue.fm/archives/7718). `top_k=1` or `respond(..., greedy=True)` is greedy decoding."""
 
     def __init__(self, model: nn.Module, tokenizer, fmt: DialogFormat | None = None, max_new_tokens: int = 32,
                  top_k: int | None = 5, top_p: float | None = None, temperature: float = 1.0,
                  use_kv_cache: bool = True):
         self.model, self.tokenizer = model, tokenizer
-        self.collator = DialogCollator(tokenizer, fmt)
-        self.max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
+        fmt = fmt or DialogFormat()
+        self.max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, fmt.max_len - 3)
+        # the context keeps the oldest-first truncation and leaves room for the reply in fmt.max_len
+        self.collator = DialogCollator(tokenizer, replace(fmt, max_len=fmt.max_len - self.max_new_tokens,
+                                                          truncate="oldest"))
         self.top_k = None if top_k is None else check_int("top_k", top_k, 1)
         self.top_p = None if top_p is None else check_float("top_p", top_p, 0.0, 1.0, low_open=True)
         self.temperature = check_float("temperature", temperature, 0.0, low_open=True)
