@@ -8,7 +8,7 @@ import torch
 pytest.importorskip("snownlp")
 transformers = pytest.importorskip("transformers")
 
-from kexue.models import build_transformer_model  # noqa: E402
+from kexue.models import build_transformer_model, read_state_dict  # noqa: E402
 from kexue.tasks import char_bert as char_bert_module  # noqa: E402
 from kexue.tasks import char_tokenizer, pretrained_char_bert  # noqa: E402
 from kexue.train import mlm_eval_loss  # noqa: E402
@@ -58,9 +58,14 @@ def test_cache_is_reused_without_training(smoke_dir, monkeypatch):
 
 
 def test_a_budget_builds_the_same_weights_twice(smoke_dir, tmp_path):
+    """Same steps, same seed: the same model up to float rounding (a CPU matmul may round differently with the
+    memory alignment of its buffers, so the bytes are not compared)."""
     again = pretrained_char_bert("smoke", cache_dir=tmp_path)
     assert again.name == smoke_dir.name
-    assert (again / "model.safetensors").read_bytes() == (smoke_dir / "model.safetensors").read_bytes()
+    a, b = read_state_dict(again), read_state_dict(smoke_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4, msg=key)
     assert (again / "vocab.txt").read_text() == (smoke_dir / "vocab.txt").read_text()
 
 
