@@ -60,7 +60,8 @@ def test_rate_one_chooses_every_non_special_position_and_the_generator_makes_it_
 @pytest.mark.parametrize("kwargs, exc, word", [
     ({"rate": 0.0}, ValueError, "rate"), ({"rate": 1.5}, ValueError, "rate"),
     ({"mask_id": V}, ValueError, "mask_id"), ({"special_ids": [0, 99]}, ValueError, "special_ids"),
-    ({"special_ids": list(range(V))}, ValueError, "special_ids"), ({"input_ids": torch.zeros(2, 3)}, TypeError, "input_ids"),
+    ({"special_ids": list(range(V))}, ValueError, "special_ids"),
+    ({"input_ids": torch.zeros(2, 3)}, TypeError, "input_ids"),
     ({"input_ids": torch.full((2, 3), V)}, ValueError, "input_ids"), ({"generator": 3}, TypeError, "generator")])
 def test_mlm_mask_refuses_bad_arguments_by_name(kwargs, exc, word):
     args = dict(input_ids=torch.ones(2, 3, dtype=torch.long), mask_id=MASK, vocab_size=V, special_ids=SPECIALS)

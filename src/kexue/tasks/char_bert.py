@@ -6,9 +6,9 @@ characters become [UNK]), so the Chinese tasks fine-tune this model instead of G
 `review_texts()`, a 4-layer, d=128, 4-head, intermediate-512 BERT with 66 positions, MLM-pretrained on every
 review cut into 64-character pieces -- and caches the HF-format checkpoint (config.json, model.safetensors,
 vocab.txt, recipe.json) under `$KEXUE_CACHE` (default ~/.cache/kexue). Budgets are step counts, so a budget
-gives the same model (up to float rounding) on any machine: "smoke" a tiny 2-layer model on every 8th review in seconds (tests),
-"quick" 200 steps (about
-a minute on one core), "full" 1000 steps (the spec's ~5 minutes).
+gives the same model (up to float rounding) on any machine: "smoke" a tiny 2-layer model on every 8th review
+in seconds (tests), "quick" 200 steps (about a minute on one core; MLM loss 8.0 -> 6.19), "full" 1000 steps
+(the spec's ~5 minutes; 4 min of CPU, MLM loss -> 5.71).
 """
 from __future__ import annotations
 
