@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     predicted = predict_triples(model, test_ids)
     f1, precision, recall = triple_f1([set(p) for p in predicted], [set(s.token_triples()) for s in test])
-    s, p = test[0], predicted[0]
-    print("example:", s.text, "->", sorted((s.text[a - 1:b], PREDICATES[q], s.text[c - 1:d]) for (a, b), q, (c, d) in p))
+    s = test[0]                                                   # token k is char k - 1
+    print("example:", s.text, "->", sorted((s.text[a - 1:b], PREDICATES[q], s.text[c - 1:d])
+                                           for (a, b), q, (c, d) in predicted[0]))
     print(f"test triple F1 {f1:.4f} (precision {precision:.4f}, recall {recall:.4f})")
     return {"f1": f1, "precision": precision, "recall": recall}
 

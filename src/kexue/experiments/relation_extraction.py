@@ -22,7 +22,7 @@ from kexue.train import linear_warmup_decay
 
 # mode -> (training sentences, test sentences, steps, hidden size, layers)
 _BUDGET = {"smoke": (64, 16, 4, 32, 1), "quick": (2000, 200, 1000, 64, 2), "full": (8000, 1000, 3000, 64, 2)}
-BATCH, LR, WARMUP, FINAL, PRIOR, EVALS = 32, 5e-3, 0.1, 0.1, 0.05, 5
+BATCH, LR, WARMUP, FINAL, PRIOR, EVALS = 32, 5e-3, 0.1, 0.1, 0.05, 4
 
 
 def encode(tokenizer: Tokenizer, sentence: SPOSentence) -> tuple[list[int], list[tuple]]:
