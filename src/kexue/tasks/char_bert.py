@@ -12,6 +12,7 @@ in seconds (tests), "quick" 200 steps (about a minute on one core; MLM loss 8.0 
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -105,14 +106,18 @@ def pretrained_char_bert(budget: str = "quick", cache_dir: str | os.PathLike | N
     if (final / "recipe.json").is_file():  # recipe.json is written last: its presence means complete
         return final
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
-    try:
-        _build(recipe, texts, tmp, log_every)
+    with open(root / f".{final.name}.lock", "w") as lock:   # parallel experiments build it once, not each
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "recipe.json").is_file():  # another process built it while this one waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "recipe.json").is_file():  # not another process finishing first: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            _build(recipe, texts, tmp, log_every)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / "recipe.json").is_file():  # not another process finishing first: a real failure
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
