@@ -106,7 +106,8 @@ def pretrained_char_bert(budget: str = "quick", cache_dir: str | os.PathLike | N
     if (final / "recipe.json").is_file():  # recipe.json is written last: its presence means complete
         return final
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{final.name}.lock", "w") as lock:   # parallel experiments build it once, not each
+    lock_path = root / f".{final.name}.lock"
+    with open(lock_path, "w") as lock:     # parallel experiments build it once, not each
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "recipe.json").is_file():  # another process built it while this one waited
             return final
@@ -120,4 +121,5 @@ def pretrained_char_bert(budget: str = "quick", cache_dir: str | os.PathLike | N
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)  # a waiter holds the open file; it finds the checkpoint and returns
     return final
