@@ -104,7 +104,10 @@ EXPERIMENT = Experiment(
                  "sentences, 1 000 steps of batch 32 (the author: 30 epochs x 1 000 steps, maxlen 160, 50 predicates "
                  "of real data); LR 5e-3 instead of 5e-5 (no pretrained weights to protect); a gold subject drawn "
                  "uniformly (the reference draws a gold start, then any gold end after it, which may pair into a "
-                 "non-subject); tagger bias prior init (the reference starts at 0); 1 seed.",
-        "full": "As quick with 8 000 training sentences, 3 000 steps and 1 000 test sentences; 3 seeds.",
+                 "non-subject); tagger bias prior init (the reference starts at 0); 1 seed. Measured (seed 0): "
+                 "test F1 0.82, still rising at the end of the budget (0.38 / 0.62 / 0.79 / 0.82 at 250-step "
+                 "intervals); 32 s user time.",
+        "full": "As quick with 8 000 training sentences, 3 000 steps and 1 000 test sentences; 3 seeds. Measured: "
+                "test F1 0.924 / 0.954 / 0.953 (seeds 0, 1, 2), F1 on the training templates 1.0.",
     },
 )
