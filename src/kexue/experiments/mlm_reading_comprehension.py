@@ -203,6 +203,7 @@ EXPERIMENT = Experiment(
     ],
     run=run,
     seeds={"quick": 1, "full": 3},
+    exclusive=True,                # the decode-time speed-up is timed: nothing may run beside it
     deviations={
         "quick": "1 000 training / 150 test questions with 3-5 facts per passage (spec: 3 000 with 6-10), a "
                  "2-layer d=64 BERT (spec: 4-layer d=128) MLM-pretrained for 100 steps (spec: ~3 min), 200 "

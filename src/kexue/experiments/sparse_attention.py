@@ -224,6 +224,7 @@ EXPERIMENT = Experiment(
     ],
     run=run,
     seeds={"quick": 1, "full": 2},
+    exclusive=True,                # part A times the kernels: nothing may run beside it
     deviations={
         "quick": _ITEM_TOKEN + "(A) n in {256, 512, 1024, 2048} instead of {512, ..., 4096}, best of 3 timings; "
                  "(B) n = 48 instead of 256 (distant = 24, 32 or 40 back, multiples of r = 8; local w = 8 so 2 "
